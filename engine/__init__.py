@@ -1,0 +1,1 @@
+"""jamtui's engine: MIDI in and out, timing, recording, and (later) the model; no UI imports."""

@@ -1,0 +1,135 @@
+"""Benchmarks behind `jamtui bench`: figures measured on this machine, returned as a flat dict."""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import random
+import threading
+import time
+
+from engine.clock import MonotonicClock
+from engine.midi.memory import MemoryOutputPort
+from engine.midi.scheduler import OutputScheduler
+
+log = logging.getLogger(__name__)
+MS = 1_000_000
+
+
+class TorchLoad:
+    """A thread that keeps the CPU busy with torch matrix products, as model inference would."""
+
+    def __init__(self, size: int = 384, threads: int | None = None) -> None:
+        self.size = size
+        self.threads = threads
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.flops = 0.0
+        self.elapsed_s = 0.0
+
+    def __enter__(self) -> TorchLoad:
+        import torch
+
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        self.threads = torch.get_num_threads()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="bench-load", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def _run(self, ready: threading.Event) -> None:
+        import torch
+
+        a = torch.randn(self.size, self.size)
+        b = torch.randn(self.size, self.size)
+        ready.set()
+        start = time.perf_counter()
+        count = 0
+        while not self._stop.is_set():
+            a = torch.tanh(a @ b)  # small Python work between products, like a decode loop
+            count += 1
+        self.elapsed_s = time.perf_counter() - start
+        self.flops = 2.0 * self.size**3 * count
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / self.elapsed_s / 1e9 if self.elapsed_s else 0.0
+
+
+def bench_scheduler(
+    n_events: int = 6000,
+    events_per_s: float = 800.0,
+    *,
+    load: bool = True,
+    load_threads: int | None = 1,
+    chunk_s: float = 0.25,
+    seed: int = 0,
+    port=None,
+) -> dict[str, float | int | str]:
+    """Send `n_events` timed events through the real scheduler thread and measure lateness.
+
+    Events come as notes (on + off) and pedal changes, partly in chords, posted a chunk at
+    a time from this thread the way the generator will post them, while `TorchLoad`
+    keeps the CPU busy. Lateness = time of the port send minus the deadline.
+    """
+    rng = random.Random(seed)
+    clock = MonotonicClock()
+    port = port or MemoryOutputPort(clock, name="memory (no port)")
+    # No drops in the bench: every event's lateness is measured.
+    scheduler = OutputScheduler(port, clock, late_drop_ms=10_000)
+    spacing_ns = round(1e9 / events_per_s)
+    plan: list[tuple[int, int, int, int]] = []  # (on_offset_ns, off_offset_ns, pitch, velocity)
+    t_ns = 0
+    while len(plan) * 2 < n_events:
+        chord = rng.choice((1, 1, 2, 3))
+        for _ in range(chord):
+            plan.append((t_ns, t_ns + rng.randint(30, 400) * MS, rng.randint(36, 96), rng.randint(30, 110)))
+        t_ns += spacing_ns * 2 * chord
+    load_ctx = TorchLoad(threads=load_threads) if load else None
+    if load_ctx is not None:
+        load_ctx.__enter__()
+    try:
+        scheduler.start()
+        start_ns = clock.now_ns() + 100 * MS
+        end_ns = start_ns + max(off for _, off, _, _ in plan)
+        index = 0
+        while index < len(plan) or scheduler.next_deadline_ns() is not None:
+            horizon_ns = clock.now_ns() + round(chunk_s * 2 * 1e9)
+            while index < len(plan) and start_ns + plan[index][0] <= horizon_ns:
+                on, off, pitch, velocity = plan[index]
+                scheduler.schedule_note(start_ns + on, start_ns + off, pitch, velocity)
+                index += 1
+            time.sleep(chunk_s)
+            if clock.now_ns() > end_ns + 5_000 * MS:
+                break
+        # Read before stop: the silence at stop is not part of the schedule.
+        summary = scheduler.lateness.summary_ms("send_lateness")
+        stats = scheduler.stats()
+    finally:
+        scheduler.stop()
+        if load_ctx is not None:
+            load_ctx.__exit__(None, None, None)
+    result: dict[str, float | int | str] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "port": port.name,
+        "scheduled_events": len(plan) * 2,
+        "sent_events": stats.sent,
+        "dropped_late": stats.dropped_late,
+        "load": f"torch matmul, {load_ctx.threads} thread(s)" if load_ctx else "none",
+        "load_gflops": round(load_ctx.gflops, 2) if load_ctx else 0.0,
+        "scheduler_priority": scheduler.priority,
+    }
+    result.update({k: v for k, v in summary.items() if not k.endswith("_count")})
+    return result
+
+
+def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None = 1, port=None) -> dict[str, float | int | str]:
+    """Every benchmark this build has, in one flat dict. `port`: a real output to send through."""
+    return bench_scheduler(n_events, load=load, load_threads=load_threads, port=port)

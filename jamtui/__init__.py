@@ -1,0 +1,1 @@
+"""jamtui's terminal face (Textual) and command line; the music happens in `engine`."""

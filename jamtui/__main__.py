@@ -1,0 +1,5 @@
+import sys
+
+from jamtui.cli import main
+
+sys.exit(main())

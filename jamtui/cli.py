@@ -1,0 +1,205 @@
+"""The `jamtui` command: the console app by default, and headless subcommands (ports, play, thru, bench)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+log = logging.getLogger("jamtui")
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, exit status 2, no traceback."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from engine.midi.base import PortError
+    from engine.midi.midifile import MidiFileError
+
+    return (UserError, PortError, MidiFileError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jamtui", description="Improvise live with an AI that plays like you.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--api", help="MIDI system: auto (default), alsa, jack, coremidi, winmm ($JAMTUI_MIDI_API)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("ports", help="list MIDI inputs and outputs")
+
+    play = sub.add_parser("play", help="play a MIDI file out through a port, in real time")
+    play.add_argument("file", type=Path)
+    play.add_argument("--out", required=True, help="output port: name, unique suffix, or virtual:NAME")
+
+    thru = sub.add_parser("thru", help="forward an input to an output through the scheduler (headless)")
+    thru.add_argument("--in", dest="in_port", default="virtual:jamtui in",
+                      help="input port, a .mid file to play as the performer, or virtual:NAME (default)")
+    thru.add_argument("--out", dest="out_port", default="virtual:jamtui out",
+                      help="output port or virtual:NAME (default: virtual:jamtui out)")
+    thru.add_argument("--record", type=Path, metavar="DIR", help="record the session to DIR (MIDI + JSON)")
+    thru.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+
+    bench = sub.add_parser("bench", help="measure timing on this machine")
+    bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    bench.add_argument("--events", type=int, default=6000, help="scheduled events (default 6000)")
+    bench.add_argument("--no-load", action="store_true", help="without the torch CPU load thread")
+    bench.add_argument("--load-threads", type=int, default=1,
+                       help="torch threads of the load (default 1, as in the live engine)")
+    bench.add_argument("--out", help="send through this output port (default: an in-memory port)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handlers = {"ports": cmd_ports, "play": cmd_play, "thru": cmd_thru, "bench": cmd_bench, None: cmd_app}
+    try:
+        return handlers[args.command](args)
+    except _user_errors() as exc:
+        print(f"jamtui: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_ports(args) -> int:
+    from engine.midi.ports import list_ports
+
+    ports = list_ports(args.api)
+    print(f"MIDI system: {ports.api}")
+    print("inputs:")
+    for name in ports.inputs or ["(none)"]:
+        print(f"  {name}")
+    print("outputs:")
+    for name in ports.outputs or ["(none)"]:
+        print(f"  {name}")
+    return 0
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """Ctrl-C / SIGTERM set `stop` so the command can end in silence."""
+    def handler(_signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_play(args) -> int:
+    from engine.clock import MonotonicClock
+    from engine.midi.midifile import load_midi_events
+    from engine.midi.playback import play
+    from engine.midi.ports import open_output
+    from engine.midi.scheduler import OutputScheduler
+
+    events = load_midi_events(args.file)
+    port = open_output(args.out, api=args.api)
+    clock = MonotonicClock()
+    scheduler = OutputScheduler(port, clock)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    scheduler.start()
+    try:
+        finished = play(scheduler, events, clock, stop=stop)
+    finally:
+        scheduler.stop()
+        port.close()
+    stats = scheduler.stats()
+    log.info("sent %d messages, lateness p99 %.3f ms", stats.sent, stats.lateness_ms_p99)
+    return 0 if finished else 130
+
+
+def cmd_thru(args) -> int:
+    from engine.clock import MonotonicClock
+    from engine.midi.ports import open_input, open_output
+    from engine.midi.thru import Thru
+
+    clock = MonotonicClock()
+    recorder = _start_recorder(args.record, clock, {"in": args.in_port, "out": args.out_port}) if args.record else None
+    source = open_input(args.in_port, api=args.api, clock=clock)
+    try:
+        sink = open_output(args.out_port, api=args.api)
+    except BaseException:
+        source.close()
+        raise
+    thru = Thru(source, sink, clock=clock, recorder=recorder)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    thru.start()
+    print(f"jamtui thru: {source.name} -> {sink.name} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        stop.wait(args.seconds) if args.seconds else _wait_forever(stop, thru)
+    finally:
+        thru.stop()
+        sink.close()
+        if recorder is not None:
+            stats = thru.stats()
+            paths = recorder.close(timings={
+                "send_lateness_ms_p99": stats.scheduler.lateness_ms_p99,
+                "send_lateness_ms_max": stats.scheduler.lateness_ms_max,
+                "dropped_input": stats.capture.dropped,
+            })
+            print(f"jamtui thru: recorded {paths.midi_path}", file=sys.stderr)
+    if thru.error is not None:
+        print(f"jamtui: error: {thru.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _wait_forever(stop: threading.Event, thru) -> None:
+    while not stop.wait(0.2) and not thru.stopped.is_set():
+        pass
+
+
+def _start_recorder(directory: Path, clock, meta: dict):
+    from engine.recorder import SessionRecorder, recover
+
+    for paths in recover(directory):
+        print(f"jamtui: recovered an interrupted recording: {paths.midi_path}", file=sys.stderr)
+    recorder = SessionRecorder(directory, clock, meta=meta)
+    recorder.start()
+    return recorder
+
+
+def cmd_bench(args) -> int:
+    from engine.bench import run_all
+    from engine.midi.ports import open_output
+
+    port = open_output(args.out, api=args.api) if args.out else None
+    try:
+        result = run_all(n_events=args.events, load=not args.no_load, load_threads=args.load_threads, port=port)
+    finally:
+        if port is not None:
+            port.close()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="jamtui bench")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    return 0
+
+
+def cmd_app(args) -> int:
+    from jamtui.app import JamApp
+
+    JamApp(api=args.api).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

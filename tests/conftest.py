@@ -1,0 +1,91 @@
+"""Shared fixtures: a JACK dummy server started and stopped by PID for the tests that need real ports."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _require_jack() -> bool:
+    return os.environ.get("JAMTUI_REQUIRE_JACK") == "1"
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """A private JACK server (dummy driver, no sound hardware); yields its name.
+
+    Sets JACK_DEFAULT_SERVER for this process and its children. Skips when jackd is not
+    installed, unless JAMTUI_REQUIRE_JACK=1 (CI), where that is a failure.
+    """
+    jackd = shutil.which("jackd")
+    if jackd is None:
+        if _require_jack():
+            pytest.fail("jackd is not installed but JAMTUI_REQUIRE_JACK=1")
+        pytest.skip("jackd is not installed (apt-get install jackd2)")
+    name = f"jamtui-test-{uuid.uuid4().hex[:8]}"
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{name}.log"
+    log_file = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [jackd, "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER", "JAMTUI_MIDI_API")}
+    os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1", JAMTUI_MIDI_API="jack")
+    try:
+        _wait_for_jack(proc, log_path)
+        yield name
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log_file.close()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _wait_for_jack(proc: subprocess.Popen, log_path: Path) -> None:
+    import rtmidi
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"jackd exited with {proc.returncode}: {log_path.read_text(errors='replace')[-2000:]}")
+        try:
+            probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="jamtui-test-probe")
+        except Exception:  # noqa: BLE001 - server still starting
+            time.sleep(0.1)
+            continue
+        probe.delete()
+        return
+    pytest.fail(f"jackd did not come up in 15 s: {log_path.read_text(errors='replace')[-2000:]}")
+
+
+def jamtui_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "jamtui", *args]
+
+
+def wait_for(predicate, timeout_s: float = 10.0, interval_s: float = 0.05):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    return predicate()

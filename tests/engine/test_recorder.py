@@ -1,0 +1,408 @@
+"""SessionRecorder: the .mid and sidecar it writes, names it never reuses, and crash recovery."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import mido
+import pytest
+
+from engine.clock import FakeClock, s_to_ns
+from engine.events import Kind, MidiEvent, control, note_off, note_on
+from engine.recorder import JOURNAL_SUFFIX, SessionRecorder, recover
+
+try:
+    import fcntl
+except ImportError:
+    fcntl = None
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TICKS_PER_S = 960
+
+
+def read_track(track: mido.MidiTrack) -> list[tuple[int, mido.Message]]:
+    """(absolute tick, message) for the channel messages of one track."""
+    tick, out = 0, []
+    for msg in track:
+        tick += msg.time
+        if not msg.is_meta:
+            out.append((tick, msg))
+    return out
+
+
+def track_end_tick(track: mido.MidiTrack) -> int:
+    return sum(msg.time for msg in track)
+
+
+def summary(events: list[tuple[int, mido.Message]]) -> list[tuple]:
+    rows = []
+    for tick, msg in events:
+        if msg.type in ("note_on", "note_off"):
+            rows.append((tick, msg.type, msg.channel, msg.note, msg.velocity))
+        elif msg.type == "control_change":
+            rows.append((tick, msg.type, msg.channel, msg.control, msg.value))
+        elif msg.type == "pitchwheel":
+            rows.append((tick, msg.type, msg.channel, msg.pitch))
+        elif msg.type == "program_change":
+            rows.append((tick, msg.type, msg.channel, msg.program))
+        else:
+            rows.append((tick, msg.type, msg.channel, msg.value))
+    return rows
+
+
+def assert_balanced(events: list[tuple[int, mido.Message]]) -> None:
+    held: dict[tuple[int, int], int] = {}
+    pedal: dict[int, bool] = {}
+    for _, msg in events:
+        key = (msg.channel, getattr(msg, "note", -1))
+        if msg.type == "note_on" and msg.velocity > 0:
+            held[key] = held.get(key, 0) + 1
+        elif msg.type in ("note_on", "note_off"):
+            held[key] = max(0, held.get(key, 0) - 1)
+        elif msg.type == "control_change" and msg.control == 64:
+            pedal[msg.channel] = msg.value >= 64
+    assert not any(held.values()), held
+    assert not any(pedal.values()), pedal
+
+
+START_NS = 5_000_000_000
+
+
+def at(clock: FakeClock, t_s: float) -> int:
+    """Move the fake clock to `t_s` after the recording starts; return the time in ns."""
+    clock.set(START_NS + s_to_ns(t_s))
+    return clock.now_ns()
+
+
+def test_known_duet_round_trips_through_the_midi_file(tmp_path: Path) -> None:
+    clock = FakeClock(START_NS)
+    rec = SessionRecorder(tmp_path, clock, meta={"preset": "warm"}, name="duet")
+    rec.start()
+    rec.record("performer", note_on(at(clock, 0.0), 60, 100))
+    rec.record("performer", MidiEvent(clock.now_ns(), Kind.CLOCK))
+    rec.record("performer", note_off(at(clock, 0.5), 60))
+    rec.record("ai", note_on(at(clock, 0.5), 64, 90, channel=1))
+    rec.record("performer", control(at(clock, 0.75), 64, 127))
+    rec.record("ai", MidiEvent(at(clock, 0.8), Kind.PITCH_BEND, 1, 0, 8192 + 1000))
+    rec.record("ai", MidiEvent(clock.now_ns(), Kind.ACTIVE_SENSING))
+    rec.record("ai", note_off(at(clock, 1.0), 64, channel=1))
+    rec.record("performer", note_on(at(clock, 1.25), 67, 80))  # still held at the end
+    rec.record("ai", MidiEvent(at(clock, 1.3), Kind.PROGRAM, 1, 0, 5))
+    rec.record("ai", note_on(at(clock, 1.5), 71, 70, channel=1))  # still held at the end
+    rec.update_meta(in_port="Keys", out_port="Synth")
+    at(clock, 2.0)
+    paths = rec.close(timings={"latency_ms_p50": 12.5})
+
+    assert paths.midi_path == tmp_path / "duet.mid"
+    assert paths.sidecar_path == tmp_path / "duet.json"
+    assert rec.close() == paths  # idempotent
+    assert not (tmp_path / ("duet" + JOURNAL_SUFFIX)).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["duet.json", "duet.mid"]
+
+    midi = mido.MidiFile(paths.midi_path)
+    assert midi.type == 1
+    assert midi.ticks_per_beat == 480
+    assert [t.name for t in midi.tracks] == ["performer", "ai"]
+    tempos = [m.tempo for t in midi.tracks for m in t if m.type == "set_tempo"]
+    assert tempos == [500000]
+    performer, ai = (read_track(t) for t in midi.tracks)
+    assert summary(performer) == [
+        (0, "note_on", 0, 60, 100),
+        (480, "note_off", 0, 60, 0),
+        (720, "control_change", 0, 64, 127),
+        (1200, "note_on", 0, 67, 80),
+        (1920, "note_off", 0, 67, 0),  # closed at the end
+        (1920, "control_change", 0, 64, 0),  # pedal lifted at the end
+    ]
+    assert summary(ai) == [
+        (480, "note_on", 1, 64, 90),
+        (768, "pitchwheel", 1, 1000),
+        (960, "note_off", 1, 64, 0),
+        (1248, "program_change", 1, 5),
+        (1440, "note_on", 1, 71, 70),
+        (1920, "note_off", 1, 71, 0),
+    ]
+    assert_balanced(performer)
+    assert_balanced(ai)
+    assert [track_end_tick(t) for t in midi.tracks] == [1920, 1920]
+    assert midi.length == pytest.approx(2.0)
+
+    sidecar = json.loads(paths.sidecar_path.read_text())
+    assert sidecar["status"] == "complete"
+    assert sidecar["base"] == "duet"
+    assert sidecar["format"] == 1
+    assert sidecar["clock_start_ns"] == START_NS
+    assert sidecar["counts"] == {"performer": 4, "ai": 5}
+    assert sidecar["duration_s"] == pytest.approx(2.0)
+    assert sidecar["meta"] == {"preset": "warm", "in_port": "Keys", "out_port": "Synth"}
+    assert sidecar["timings"] == {"latency_ms_p50": 12.5}
+    assert sidecar["skipped_lines"] == 0
+    assert sidecar["wall_start"]
+
+
+def test_many_odd_times_do_not_drift(tmp_path: Path) -> None:
+    clock = FakeClock(START_NS)
+    rec = SessionRecorder(tmp_path, clock, name="drift")
+    rec.start()
+    times_s = [i * 0.0123457 for i in range(1, 2001)]
+    for i, t_s in enumerate(times_s):
+        rec.record("performer", note_on(at(clock, t_s), 40 + i % 40, 64))
+        rec.record("performer", note_off(clock.now_ns(), 40 + i % 40))
+    paths = rec.close()
+    events = read_track(mido.MidiFile(paths.midi_path).tracks[0])
+    ons = [tick for tick, msg in events if msg.type == "note_on"]
+    assert len(ons) == len(times_s)
+    for tick, t_s in zip(ons, times_s):
+        assert abs(tick - t_s * TICKS_PER_S) <= 0.5 + 1e-9
+
+
+def test_unknown_players_fail_and_events_outside_the_session_drop(tmp_path: Path) -> None:
+    clock = FakeClock(START_NS)
+    rec = SessionRecorder(tmp_path, clock, name="edges")
+    rec.record("performer", note_on(clock.now_ns(), 50, 100))  # before start: dropped
+    rec.start()
+    with pytest.raises(ValueError):
+        rec.record("drummer", note_on(clock.now_ns(), 50, 100))
+    rec.record("ai", note_on(at(clock, 0.1), 52, 100))
+    paths = rec.close()
+    rec.record("ai", note_on(at(clock, 0.2), 54, 100))  # after close: dropped, no error
+    assert json.loads(paths.sidecar_path.read_text())["counts"] == {"performer": 0, "ai": 1}
+
+
+def test_records_from_many_threads(tmp_path: Path) -> None:
+    clock = FakeClock(START_NS)
+    rec = SessionRecorder(tmp_path, clock, name="threads", flush_interval_s=0.001)
+    rec.start()
+
+    def play(player: str) -> None:
+        for i in range(500):
+            rec.record(player, note_on(clock.now_ns(), i % 128, 1 + i % 127))
+            rec.record(player, note_off(clock.now_ns(), i % 128))
+
+    threads = [threading.Thread(target=play, args=(p,)) for p in ("performer", "ai", "ai")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    paths = rec.close()
+    assert json.loads(paths.sidecar_path.read_text())["counts"] == {"performer": 1000, "ai": 2000}
+
+
+def test_same_name_never_overwrites(tmp_path: Path) -> None:
+    clock = FakeClock(START_NS)
+    first = SessionRecorder(tmp_path, clock, name="take")
+    second = SessionRecorder(tmp_path, clock, name="take")
+    first.start()
+    second.start()  # while the first is still recording
+    first.record("performer", note_on(at(clock, 0.1), 60, 100))
+    second.record("performer", note_on(clock.now_ns(), 72, 100))
+    paths_a, paths_b = first.close(), second.close()
+    third = SessionRecorder(tmp_path, clock, name="take")
+    third.start()  # after both finished
+    paths_c = third.close()
+    midi_paths = {paths_a.midi_path, paths_b.midi_path, paths_c.midi_path}
+    assert len(midi_paths) == 3
+    assert all(p.exists() for p in midi_paths)
+    notes = [[m.note for _, m in read_track(mido.MidiFile(paths.midi_path).tracks[0])
+              if m.type == "note_on"] for paths in (paths_a, paths_b)]
+    assert notes == [[60], [72]]
+
+
+def test_default_name_is_dated(tmp_path: Path) -> None:
+    first = SessionRecorder(tmp_path, FakeClock())
+    second = SessionRecorder(tmp_path, FakeClock())
+    first.start()
+    second.start()
+    assert re.fullmatch(r"jam-\d{8}-\d{6}", first.base_name)
+    assert re.fullmatch(r"jam-\d{8}-\d{6}(-2)?", second.base_name)
+    assert second.base_name != first.base_name
+    first.close()
+    second.close()
+
+
+def start_live_journal(directory: Path, name: str) -> tuple[SessionRecorder, Path]:
+    """A live recorder with a flushed journal: header, a meta line and three events."""
+    clock = FakeClock(START_NS)
+    rec = SessionRecorder(directory, clock, name=name, meta={"preset": "p"})
+    rec.start()
+    rec.record("performer", note_on(at(clock, 0.25), 60, 100))
+    rec.update_meta(out_port="Synth")
+    rec.record("ai", note_on(at(clock, 0.5), 64, 100))
+    rec.record("performer", note_off(at(clock, 0.75), 60))
+    rec.flush()
+    return rec, rec.journal_path
+
+
+def test_recover_leaves_a_live_recorders_journal_alone(tmp_path: Path) -> None:
+    rec, journal = start_live_journal(tmp_path, "live")
+    before = journal.read_bytes()
+    assert recover(tmp_path) == []
+    assert journal.read_bytes() == before
+    assert not (tmp_path / "live.mid").exists()
+    paths = rec.close()
+    assert json.loads(paths.sidecar_path.read_text())["status"] == "complete"
+
+
+@pytest.mark.skipif(fcntl is None, reason="advisory locks need fcntl")
+def test_recover_skips_a_journal_locked_by_another_writer(tmp_path: Path) -> None:
+    rec, journal = start_live_journal(tmp_path / "live", "locked")
+    copy = tmp_path / ("locked" + JOURNAL_SUFFIX)
+    shutil.copyfile(journal, copy)
+    rec.close()
+    with open(copy, "ab") as other_writer:
+        fcntl.flock(other_writer.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert recover(tmp_path) == []
+        assert copy.exists()
+    assert [p.midi_path.name for p in recover(tmp_path)] == ["locked.mid"]
+    assert not copy.exists()
+
+
+def crashed_journal(tmp_path: Path, name: str) -> Path:
+    """A journal as a crashed recorder leaves it: copied from a live one, never closed."""
+    rec, journal = start_live_journal(tmp_path / "live", name)
+    copy = tmp_path / (name + JOURNAL_SUFFIX)
+    shutil.copyfile(journal, copy)
+    rec.close()
+    return copy
+
+
+def test_recover_tolerates_a_torn_last_line(tmp_path: Path) -> None:
+    journal = crashed_journal(tmp_path, "torn")
+    with open(journal, "ab") as f:
+        f.write(b'{"p":"ai","t_s":0.9,"kind":"NOTE_O')
+    [paths] = recover(tmp_path)
+    assert not journal.exists()
+    sidecar = json.loads(paths.sidecar_path.read_text())
+    assert sidecar["status"] == "recovered"
+    assert sidecar["skipped_lines"] == 1
+    assert sidecar["counts"] == {"performer": 2, "ai": 1}
+    assert sidecar["meta"] == {"preset": "p", "out_port": "Synth"}
+    assert sidecar["duration_s"] == pytest.approx(0.75)
+    midi = mido.MidiFile(paths.midi_path)
+    assert [t.name for t in midi.tracks] == ["performer", "ai"]
+    performer, ai = (read_track(t) for t in midi.tracks)
+    assert summary(performer) == [(240, "note_on", 0, 60, 100), (720, "note_off", 0, 60, 0)]
+    assert summary(ai) == [(480, "note_on", 0, 64, 100), (720, "note_off", 0, 64, 0)]
+    assert recover(tmp_path) == []  # nothing left to do
+
+
+def test_recover_skips_and_counts_corrupt_middle_lines(tmp_path: Path) -> None:
+    journal = crashed_journal(tmp_path, "noisy")
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[2:2] = [b"not json\n", b'{"p":"drummer","t_s":0.1,"kind":"NOTE_ON","ch":0,"n":1,"v":1}\n',
+                  b'{"p":"ai","t_s":0.1,"kind":"CLOCK","ch":0,"n":0,"v":0}\n', b"[1, 2]\n"]
+    journal.write_bytes(b"".join(lines))
+    [paths] = recover(tmp_path)
+    sidecar = json.loads(paths.sidecar_path.read_text())
+    assert sidecar["skipped_lines"] == 4
+    assert sidecar["counts"] == {"performer": 2, "ai": 1}
+
+
+def test_recover_renames_a_journal_with_a_corrupt_header(tmp_path: Path) -> None:
+    journal = tmp_path / ("broken" + JOURNAL_SUFFIX)
+    journal.write_bytes(b'{"format": 1, "ba\n'
+                        b'{"p":"ai","t_s":0.1,"kind":"NOTE_ON","ch":0,"n":60,"v":9}\n')
+    assert recover(tmp_path) == []
+    assert not journal.exists()
+    corrupt = tmp_path / ("broken" + JOURNAL_SUFFIX + ".corrupt")
+    assert corrupt.read_bytes().startswith(b'{"format": 1, "ba\n')
+    assert not (tmp_path / "broken.mid").exists()
+    # The name stays taken, so a new recording does not shadow the evidence.
+    rec = SessionRecorder(tmp_path, FakeClock(), name="broken")
+    rec.start()
+    assert rec.base_name == "broken-2"
+    rec.close()
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from engine.clock import MonotonicClock
+    from engine.events import note_off, note_on
+    from engine.recorder import SessionRecorder
+
+    clock = MonotonicClock()
+    rec = SessionRecorder(Path(sys.argv[1]), clock, name="crash")
+    rec.start()
+    print("start", rec.clock_start_ns, flush=True)
+    i = 0
+    while True:
+        t_ns = clock.now_ns()
+        if i:
+            rec.record("performer", note_off(t_ns, 48 + (i - 1) % 24))
+            rec.record("ai", note_off(t_ns, 72 + (i - 1) % 24))
+        rec.record("performer", note_on(t_ns, 48 + i % 24, 100))
+        rec.record("ai", note_on(t_ns, 72 + i % 24, 90))
+        print(i, t_ns, flush=True)
+        i += 1
+        time.sleep(0.05)
+""")
+
+
+def test_kill_9_loses_at_most_the_last_second(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read_stdout() -> None:
+        for line in child.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    def next_line() -> str:
+        line = lines.get(timeout=60)
+        if line is None:
+            pytest.fail(f"child exited early:\n{child.stderr.read()}")
+        return line
+
+    threading.Thread(target=read_stdout, daemon=True).start()
+    try:
+        first = next_line().split()
+        assert first[0] == "start"
+        clock_start_ns = int(first[1])
+        reported = []
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline or len(reported) < 10:
+            reported.append(next_line())
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    while (line := lines.get(timeout=60)) is not None:
+        reported.append(line)
+    child.stderr.close()
+    # A line cut by the kill has no newline: the child may or may not have recorded it.
+    complete = [line.split() for line in reported if line.endswith("\n")]
+    last_index, last_t_ns = int(complete[-1][0]), int(complete[-1][1])
+    last_reported_s = (last_t_ns - clock_start_ns) / 1e9
+
+    journal = tmp_path / ("crash" + JOURNAL_SUFFIX)
+    assert journal.exists()
+    [paths] = recover(tmp_path)
+    assert paths.midi_path == tmp_path / "crash.mid"
+    assert not journal.exists()
+    sidecar = json.loads(paths.sidecar_path.read_text())
+    assert sidecar["status"] == "recovered"
+    assert sidecar["skipped_lines"] <= 1
+    assert sidecar["clock_start_ns"] == clock_start_ns
+
+    midi = mido.MidiFile(paths.midi_path)
+    assert [t.name for t in midi.tracks] == ["performer", "ai"]
+    performer, ai = (read_track(t) for t in midi.tracks)
+    assert_balanced(performer)
+    assert_balanced(ai)
+    pitches = [msg.note for _, msg in performer if msg.type == "note_on"]
+    assert len(pitches) >= 10
+    assert pitches == [48 + i % 24 for i in range(len(pitches))]  # a prefix, nothing reordered
+    last_recorded_s = max(tick for tick, _ in performer + ai) / TICKS_PER_S
+    assert abs(last_recorded_s - last_reported_s) <= 1.0, (last_index, last_reported_s)
