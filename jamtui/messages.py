@@ -1,0 +1,86 @@
+"""Textual messages the bridge posts when something happened in the engine (past tense names)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from textual.message import Message
+
+
+class PortsScanned(Message):
+    """The MIDI system listed its ports (`ports` is an `engine.midi.ports.PortList`)."""
+
+    def __init__(self, ports) -> None:
+        super().__init__()
+        self.ports = ports
+
+
+class PortScanFailed(Message):
+    """No MIDI system to list ports from; `hint` says how to get one on this platform."""
+
+    def __init__(self, error: str, hint: str) -> None:
+        super().__init__()
+        self.error = error
+        self.hint = hint
+
+
+class ThruStarted(Message):
+    def __init__(self, input_name: str, output_name: str) -> None:
+        super().__init__()
+        self.input_name = input_name
+        self.output_name = output_name
+
+
+class ThruStopped(Message):
+    """Thru ended and its output went silent."""
+
+
+class StatsUpdated(Message):
+    """Fresh engine counters (`stats` is an `engine.midi.thru.ThruStats`)."""
+
+    def __init__(self, stats) -> None:
+        super().__init__()
+        self.stats = stats
+
+
+class EngineFailed(Message):
+    """Thru could not start, or stopped itself after an error (its output is silent)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class RecordingStarted(Message):
+    def __init__(self, journal_path: Path) -> None:
+        super().__init__()
+        self.journal_path = journal_path
+
+
+class RecordingSaved(Message):
+    def __init__(self, midi_path: Path) -> None:
+        super().__init__()
+        self.midi_path = midi_path
+
+
+class RecordingFailed(Message):
+    """A recording could not start or be saved; the jam itself goes on."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class RecordingsRecovered(Message):
+    """Journals a crashed session left behind were turned into MIDI files."""
+
+    def __init__(self, midi_paths: list[Path]) -> None:
+        super().__init__()
+        self.midi_paths = midi_paths
+
+
+class LogRecorded(Message):
+    def __init__(self, record: logging.LogRecord, text: str) -> None:
+        super().__init__()
+        self.record = record
+        self.text = text

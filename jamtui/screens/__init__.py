@@ -1,0 +1,1 @@
+"""jamtui's screens, one per file."""

@@ -1,0 +1,1 @@
+"""jamtui's widgets, one per file."""
