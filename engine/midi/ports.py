@@ -31,7 +31,36 @@ _ALSA_NUMBERS = re.compile(r"\s+\d+:\d+$")
 def _rtmidi():
     import rtmidi  # heavy C extension: imported where ports are used
 
+    _quiet_libjack(rtmidi)
     return rtmidi
+
+
+_libjack_handlers: list = []  # ctypes callbacks must outlive their registration
+
+
+def _quiet_libjack(rtmidi_module) -> None:
+    """Send libjack's messages ("Cannot connect to server socket...") to our log.
+
+    libjack prints them straight to fd 2, which is where the console draws and where a
+    command's one-line error should stand alone. python-rtmidi's wheels carry their own
+    libjack copy, so we register the handler on that copy when there is one.
+    """
+    if _libjack_handlers:
+        return
+    import ctypes
+
+    site = Path(rtmidi_module.__file__).resolve().parent.parent
+    candidates = [str(p) for p in sorted(site.glob("python_rtmidi*/libjack*.so*"))] + ["libjack.so.0"]
+    handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+    handler = handler_type(lambda message: log.debug("libjack: %s", message.decode(errors="replace")))
+    _libjack_handlers.append(handler)
+    for candidate in candidates:
+        try:
+            lib = ctypes.CDLL(candidate)
+            lib.jack_set_error_function(handler)
+            lib.jack_set_info_function(handler)
+        except (OSError, AttributeError):
+            continue
 
 
 def _api_constant(name: str) -> int:
@@ -83,6 +112,17 @@ def _api_usable(name: str) -> bool:
     return True
 
 
+def _client(direction: str, api: str, name: str, **kw):
+    """An rtmidi MidiIn/MidiOut; failures become a PortError that names the MIDI system."""
+    rtmidi = _rtmidi()
+    cls = rtmidi.MidiIn if direction == "input" else rtmidi.MidiOut
+    try:
+        return cls(_api_constant(api), name=name, **kw)
+    except Exception as exc:  # noqa: BLE001 - rtmidi raises its own SystemError/RuntimeError kinds
+        hint = " (is the JACK server running?)" if api == "jack" else ""
+        raise PortError(f"cannot use MIDI system '{api}'{hint}: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class PortList:
     api: str
@@ -92,9 +132,12 @@ class PortList:
 
 def list_ports(api: str | None = None) -> PortList:
     api = resolve_api(api)
-    rtmidi = _rtmidi()
-    midi_in = rtmidi.MidiIn(_api_constant(api), name=f"{CLIENT_NAME}-list")
-    midi_out = rtmidi.MidiOut(_api_constant(api), name=f"{CLIENT_NAME}-list")
+    midi_in = _client("input", api, f"{CLIENT_NAME}-list")
+    try:
+        midi_out = _client("output", api, f"{CLIENT_NAME}-list")
+    except PortError:
+        midi_in.delete()
+        raise
     try:
         return PortList(api, midi_in.get_ports(), midi_out.get_ports())
     finally:
@@ -161,8 +204,7 @@ class RtMidiInputPort:
         self._open()
 
     def _open(self) -> None:
-        rtmidi = _rtmidi()
-        midi_in = rtmidi.MidiIn(_api_constant(self.api), name=CLIENT_NAME, queue_size_limit=4096)
+        midi_in = _client("input", self.api, CLIENT_NAME, queue_size_limit=4096)
         try:
             # Sysex, clock and active sensing are wanted: capture handles them on purpose.
             midi_in.ignore_types(sysex=False, timing=False, active_sense=False)
@@ -258,8 +300,7 @@ class RtMidiOutputPort:
         self._open()
 
     def _open(self) -> None:
-        rtmidi = _rtmidi()
-        midi_out = rtmidi.MidiOut(_api_constant(self.api), name=CLIENT_NAME)
+        midi_out = _client("output", self.api, CLIENT_NAME)
         try:
             if self._virtual:
                 midi_out.open_virtual_port(self._virtual)
@@ -317,9 +358,7 @@ def _lister(api: str, direction: str):
     key = (api, direction)
     with _list_lock:
         if key not in _listers:
-            rtmidi = _rtmidi()
-            cls = rtmidi.MidiIn if direction == "input" else rtmidi.MidiOut
-            _listers[key] = cls(_api_constant(api), name=f"{CLIENT_NAME}-watch")
+            _listers[key] = _client(direction, api, f"{CLIENT_NAME}-watch")
         return _listers[key]
 
 

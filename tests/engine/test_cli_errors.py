@@ -69,3 +69,9 @@ def test_ports_lists_jack_ports(jack_server):
         assert "kbd:keys" in result.stdout
     finally:
         out.delete()
+
+
+def test_no_jack_server_is_a_one_line_error():
+    result = run("--api", "jack", "ports", env_extra={"JACK_DEFAULT_SERVER": "jamtui-no-such-server",
+                                                       "JACK_NO_START_SERVER": "1"})
+    assert_one_line_error(result, "jack", "JACK server")

@@ -159,3 +159,33 @@ def test_output_port_sends_to_a_reader(jack_server):
         assert wait_for(lambda: not out.present(), 5)
     finally:
         out.close()
+
+
+def test_vanished_output_is_reopened_when_it_returns(jack_server):
+    import rtmidi
+
+    def make_reader(got):
+        reader = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth")
+        reader.open_virtual_port("synth in")
+        reader.set_callback(lambda ev, _d: got.append(ev[0]))
+        return reader
+
+    first: list = []
+    reader = make_reader(first)
+    out = RtMidiOutputPort("synth in", api="jack")
+    watcher = PortWatcher([out], interval_s=0.05)
+    watcher.start()
+    try:
+        reader.delete()  # the synth quits
+        assert wait_for(lambda: not out.connected, 5)
+        second: list = []
+        reader = make_reader(second)  # and comes back, maybe under a new client name
+        assert wait_for(lambda: out.connected, 5)
+        time.sleep(0.2)
+        out.send(bytes([0x90, 72, 50]))
+        assert wait_for(lambda: second, 5) == [[0x90, 72, 50]]
+        assert watcher.disconnects == 1 and watcher.reconnects == 1
+    finally:
+        watcher.stop()
+        out.close()
+        reader.delete()
