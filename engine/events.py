@@ -130,3 +130,27 @@ def note_off(t_ns: int, pitch: int, channel: int = 0, velocity: int = 0) -> Midi
 
 def control(t_ns: int, number: int, value: int, channel: int = 0) -> MidiEvent:
     return MidiEvent(t_ns, Kind.CONTROL, channel, number, value)
+
+
+PERFORMER = 0
+AI = 1
+PLAYER_NAMES = ("performer", "ai")
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A whole note in musical time: seconds from the session (or file) start.
+
+    `player` is PERFORMER or AI; `end_s` includes any sustain-pedal extension the source
+    folded in. Velocity 1..127.
+    """
+
+    start_s: float
+    end_s: float
+    pitch: int
+    velocity: int
+    player: int = PERFORMER
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
