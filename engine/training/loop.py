@@ -1,0 +1,210 @@
+"""The pre-training loop: causal LM on fixed-length token examples, resumable from checkpoints.
+
+Checkpoints are safetensors (model and optimizer tensors) plus a JSON state file, written
+atomically; a run stopped at any moment resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from engine.training.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    max_steps: int = 20_000
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    eval_batches: int = 16
+    patience: int = 6  # evaluations without a better validation loss before stopping
+    max_minutes: float | None = None  # stop (resumably) after this much wall time
+    seed: int = 0
+    threads: int | None = None
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    best_val_loss: float = math.inf
+    best_step: int = 0
+    evals_since_best: int = 0
+    tokens_seen: int = 0
+    history: list | None = None
+    stopped_because: str | None = None
+
+
+def lr_at(step: int, cfg: LoopConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def lm_loss(model, batch: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, int]:
+    """Mean next-token NLL (nats) over non-pad targets, and how many targets there were."""
+    inputs, targets = batch[:, :-1], batch[:, 1:].clone()
+    attention = (inputs != pad_id).long()
+    targets[targets == pad_id] = -100
+    logits = model(input_ids=inputs, attention_mask=attention).logits  # (B, T, V)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                             ignore_index=-100)
+    return loss, int((targets != -100).sum())
+
+
+@torch.no_grad()
+def evaluate(model, examples: np.ndarray, pad_id: int, batch_size: int, max_batches: int | None = None) -> float:
+    """Mean NLL per target token (nats) over `examples` (all, or the first max_batches)."""
+    model.eval()
+    total_nll, total_tokens = 0.0, 0
+    n_batches = math.ceil(len(examples) / batch_size)
+    if max_batches is not None:
+        n_batches = min(n_batches, max_batches)
+    for i in range(n_batches):
+        batch = torch.from_numpy(examples[i * batch_size:(i + 1) * batch_size].astype(np.int64))
+        loss, count = lm_loss(model, batch, pad_id)
+        total_nll += float(loss) * count
+        total_tokens += count
+    model.train()
+    return total_nll / max(1, total_tokens)
+
+
+def train(
+    model,
+    train_examples: np.ndarray,
+    val_examples: np.ndarray,
+    pad_id: int,
+    cfg: LoopConfig,
+    ckpt_dir: Path,
+    *,
+    json_lines: bool = False,
+    on_best: Callable[[object, LoopState], None] | None = None,
+) -> LoopState:
+    """Train until max_steps, early stop on validation loss, or max_minutes; resumes from `ckpt_dir`."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    state = _resume(model, optimizer, ckpt_dir) or LoopState(history=[])
+    if state.stopped_because == "early stop" or state.step >= cfg.max_steps:
+        log.info("training already finished at step %d (%s)", state.step, state.stopped_because)
+        return state
+    state.stopped_because = None
+    rng = np.random.default_rng(cfg.seed + state.step)
+    progress = Progress(cfg.max_steps, "pretrain", json_lines=json_lines, initial=state.step)
+    started = time.monotonic()
+    model.train()
+    try:
+        while state.step < cfg.max_steps:
+            idx = rng.integers(0, len(train_examples), cfg.batch_size)
+            batch = torch.from_numpy(train_examples[idx].astype(np.int64))
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(state.step, cfg)
+            loss, count = lm_loss(model, batch, pad_id)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            state.step += 1
+            state.tokens_seen += count
+            loss_value = loss.item()
+            progress.update(1, loss=loss_value, lr=lr_at(state.step, cfg))
+            if state.step % cfg.eval_every == 0 or state.step == cfg.max_steps:
+                val = evaluate(model, val_examples, pad_id, cfg.batch_size, cfg.eval_batches)
+                improved = val < state.best_val_loss - 1e-4
+                if improved:
+                    state.best_val_loss, state.best_step, state.evals_since_best = val, state.step, 0
+                else:
+                    state.evals_since_best += 1
+                state.history.append({"step": state.step, "train_loss": loss_value, "val_loss": val,
+                                      "tokens_seen": state.tokens_seen})
+                progress.note(step=state.step, val_loss=round(val, 4), best=round(state.best_val_loss, 4),
+                              improved=improved)
+                if improved and on_best is not None:
+                    on_best(model, state)
+                if state.evals_since_best >= cfg.patience:
+                    state.stopped_because = "early stop"
+                elif cfg.max_minutes is not None and (time.monotonic() - started) / 60 >= cfg.max_minutes:
+                    state.stopped_because = "time limit"
+                _save(model, optimizer, state, ckpt_dir)
+                if state.stopped_because:
+                    break
+        else:
+            state.stopped_because = "max steps"
+            _save(model, optimizer, state, ckpt_dir)
+    finally:
+        progress.close()
+    return state
+
+
+def _save(model, optimizer, state: LoopState, ckpt_dir: Path) -> None:
+    from safetensors.torch import save_file
+
+    model_tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+    tmp = ckpt_dir / ".tmp"
+    tmp.mkdir(exist_ok=True)
+    # Tied embeddings share storage; safetensors wants each tensor once.
+    save_file({k: v.clone() for k, v in model_tensors.items()}, tmp / "model.safetensors")
+    save_file(opt_tensors, tmp / "optimizer.safetensors")
+    (tmp / "state.json").write_text(json.dumps({"loop": asdict(state), "optimizer": opt_meta}))
+    for name in ("model.safetensors", "optimizer.safetensors", "state.json"):
+        os.replace(tmp / name, ckpt_dir / name)
+
+
+def _resume(model, optimizer, ckpt_dir: Path) -> LoopState | None:
+    from safetensors.torch import load_file
+
+    state_path = ckpt_dir / "state.json"
+    if not state_path.exists():
+        return None
+    saved = json.loads(state_path.read_text())
+    model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
+    _restore_optimizer(optimizer, load_file(ckpt_dir / "optimizer.safetensors"), saved["optimizer"])
+    state = LoopState(**saved["loop"])
+    log.info("resumed from step %d (best val %.4f at %d)", state.step, state.best_val_loss, state.best_step)
+    return state
+
+
+def _flatten_optimizer(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, meta = {}, {"steps": {}}
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for i, param in enumerate(params):
+        for key, value in optimizer.state.get(param, {}).items():
+            if torch.is_tensor(value) and value.dim() > 0:
+                tensors[f"{i}.{key}"] = value.detach().contiguous()
+            else:
+                meta["steps"][f"{i}.{key}"] = float(value)
+    return tensors, meta
+
+
+def _restore_optimizer(optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for i, param in enumerate(params):
+        st = {}
+        for key, value in tensors.items():
+            index, name = key.split(".", 1)
+            if int(index) == i:
+                st[name] = value
+        for key, value in meta["steps"].items():
+            index, name = key.split(".", 1)
+            if int(index) == i:
+                st[name] = torch.tensor(value)
+        if st:
+            optimizer.state[param] = st
