@@ -95,13 +95,16 @@ def train(
     *,
     json_lines: bool = False,
     on_best: Callable[[object, LoopState], None] | None = None,
+    initial_state: LoopState | None = None,
 ) -> LoopState:
     """Train until max_steps, early stop on validation loss, or max_minutes; resumes from `ckpt_dir`."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
-    state = _resume(model, optimizer, ckpt_dir) or LoopState(history=[])
+    # A run's own checkpoint wins; else `initial_state` (weights already in `model`, e.g. the
+    # exported model on a fresh machine: the optimizer's moments restart), else a new run.
+    state = _resume(model, optimizer, ckpt_dir) or initial_state or LoopState(history=[])
     if state.stopped_because == "early stop" or state.step >= cfg.max_steps:
         log.info("training already finished at step %d (%s)", state.step, state.stopped_because)
         return state

@@ -1,0 +1,176 @@
+"""Pre-train the default model on the corpus: `python -m engine.training.pretrain` (or scripts/pretrain).
+
+Resumable: examples are cached by tokenizer fingerprint, the loop checkpoints every
+evaluation, and the best model so far is exported (safetensors + tokenizer + model card)
+each time validation improves, so a run can be done in pieces across sessions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from engine.model.config import ModelConfig
+from engine.training.data import ExampleConfig, build_split
+from engine.training.loop import LoopConfig, LoopState, evaluate, train
+from engine.training.progress import Progress
+
+log = logging.getLogger(__name__)
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "assets" / "default-model"
+TRAINING_STATE = "training_state.json"
+
+
+def load_examples(corpus: Path, work: Path, tokenizer, ecfg: ExampleConfig, *, json_lines: bool, jobs: int):
+    """Train/val arrays, built once per tokenizer fingerprint and example config."""
+    key = f"{tokenizer.fingerprint}-L{ecfg.seq_len}-w{ecfg.window_s:g}-c{ecfg.copies}-s{ecfg.seed}"
+    cache = work / f"examples-{key}"
+    cache.mkdir(parents=True, exist_ok=True)
+    arrays, stats = {}, {}
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    for split in ("train", "val"):
+        npy, meta = cache / f"{split}.npy", cache / f"{split}.json"
+        if npy.exists() and meta.exists():
+            arrays[split] = np.load(npy, allow_pickle=False)
+            stats[split] = json.loads(meta.read_text())
+            continue
+        n_pieces = sum(1 for p in manifest["pieces"] if p["split"] == split)
+        progress = Progress(n_pieces, f"tokenize-{split}", json_lines=json_lines)
+        arrays[split], stats[split] = build_split(corpus, split, tokenizer, ecfg, jobs=jobs, progress=progress)
+        progress.close()
+        np.save(npy, arrays[split], allow_pickle=False)
+        meta.write_text(json.dumps(stats[split], indent=1))
+    return arrays["train"], arrays["val"], stats
+
+
+def model_card(mcfg: ModelConfig, state: LoopState, stats: dict, manifest: dict, val_nll: float,
+               loop: LoopConfig, minutes: float) -> str:
+    tps = stats["val"]["tokens_per_s"]
+    bits_per_s = val_nll * math.log2(math.e) * tps
+    sources = "\n".join(
+        f"| {name} | {s.get('files')} | {s.get('hours')} | {s.get('notes')} |" for name, s in manifest["sources"].items()
+    )
+    return f"""# jamtui default model
+
+A small Llama-style decoder (transformers `LlamaForCausalLM`) that continues two-player
+piano MIDI, trained from scratch by `scripts/pretrain` on the corpus of `scripts/build-corpus`
+(see docs/corpus.md). Tokens: docs/tokens.md.
+
+| | |
+|---|---|
+| parameters | {mcfg.n_params():,} |
+| layers / width / heads | {mcfg.n_layer} / {mcfg.n_embd} / {mcfg.n_head} |
+| context | {mcfg.max_len} tokens (trained on {stats['train']['examples']:,} windows of <= {loop_seq(stats)} tokens) |
+| steps | {state.step:,} (best at {state.best_step:,}), batch {loop.batch_size}, {state.tokens_seen:,} tokens seen |
+| training time | {minutes:.0f} min on {platform.machine()} CPU ({'stopped: ' + str(state.stopped_because)}) |
+| validation NLL | {val_nll:.4f} nats/token over {stats['val']['tokens']:,} tokens ({stats['val']['pieces']} pieces) |
+| validation bits per second of music | **{bits_per_s:.1f}** (= NLL x log2(e) x {tps} tokens/s) |
+
+## Data
+
+| source | files | hours | notes |
+|---|---|---|---|
+{sources}
+
+The hold-out performer set (docs/corpus.md) was not used.
+
+## History
+
+Validation loss at each evaluation: {', '.join(f"{h['step']}: {h['val_loss']:.3f}" for h in state.history[-12:])}
+"""
+
+
+def _from_export(out: Path, mcfg: ModelConfig, model) -> LoopState | None:
+    """Continue from the exported (committed) model when this machine has no run checkpoint."""
+    state_path = out / TRAINING_STATE
+    if not state_path.exists():
+        return None
+    from engine.model.checkpoint import load_hf_checkpoint
+
+    exported, meta = load_hf_checkpoint(out)
+    if meta.config != mcfg:
+        log.info("exported model has another shape (%s); starting a new run", meta.config)
+        return None
+    model.load_state_dict(exported.state_dict())
+    state = LoopState(**json.loads(state_path.read_text()))
+    state.step = state.best_step  # the export is the best model, not the last step
+    state.stopped_because = None
+    log.info("continuing from the exported model at step %d (val %.4f)", state.step, state.best_val_loss)
+    return state
+
+
+def loop_seq(stats: dict) -> str:
+    return str(stats.get("seq_len", "512"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    parser.add_argument("--work", type=Path, default=Path("data/pretrain"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--ff", type=int, default=704)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--patience", type=int, default=6)
+    parser.add_argument("--minutes", type=float, help="stop (resumably) after this many minutes")
+    parser.add_argument("--copies", type=int, default=2, help="augmented passes over the training pieces")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    parser.add_argument("--json", action="store_true", help="one JSON line per step instead of bars")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+    from engine.model.checkpoint import new_hf_model, save_checkpoint
+    from engine.tokenizer import JamTokenizer
+
+    if not (args.corpus / "manifest.json").exists():
+        print(f"pretrain: error: {args.corpus}/manifest.json not found (run scripts/build-corpus first)", file=sys.stderr)
+        return 2
+    tokenizer = JamTokenizer()
+    ecfg = ExampleConfig(seq_len=args.seq_len, copies=args.copies)
+    train_x, val_x, stats = load_examples(args.corpus, args.work, tokenizer, ecfg, json_lines=args.json, jobs=args.jobs)
+    stats["seq_len"] = args.seq_len
+    log.info("examples: train %s, val %s", stats["train"], stats["val"])
+    mcfg = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=args.layers, n_embd=args.width, n_head=args.heads,
+                       n_kv_head=args.heads, intermediate_size=args.ff, max_len=1024)
+    loop = LoopConfig(max_steps=args.steps, batch_size=args.batch, lr=args.lr, eval_every=args.eval_every,
+                      patience=args.patience, max_minutes=args.minutes, threads=args.threads)
+    run_dir = args.work / f"run-{tokenizer.fingerprint}-{args.layers}x{args.width}"
+    (run_dir).mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps({"model": mcfg.to_dict(), "loop": asdict(loop),
+                                                     "examples": asdict(ecfg)}, indent=1))
+    manifest = json.loads((args.corpus / "manifest.json").read_text())
+    started = time.monotonic()
+
+    def export(model, state: LoopState) -> None:
+        minutes = (time.monotonic() - started) / 60
+        card = model_card(mcfg, state, stats, manifest, state.best_val_loss, loop, minutes)
+        save_checkpoint(args.out, model, tokenizer.to_dict(), model_card=card)
+        (args.out / TRAINING_STATE).write_text(json.dumps(asdict(state)))
+
+    model = new_hf_model(mcfg, seed=0)
+    initial = _from_export(args.out, mcfg, model) if not (run_dir / "ckpt" / "state.json").exists() else None
+    state = train(model, train_x, val_x, tokenizer.pad_id, loop, run_dir / "ckpt", json_lines=args.json,
+                  on_best=export, initial_state=initial)
+    full_val = evaluate(model, val_x, tokenizer.pad_id, args.batch)
+    print(json.dumps({"event": "pretrain-done", "step": state.step, "stopped": state.stopped_because,
+                      "best_val_loss": state.best_val_loss, "last_full_val_loss": full_val,
+                      "val_tokens_per_s": stats["val"]["tokens_per_s"]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
