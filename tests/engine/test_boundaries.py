@@ -10,6 +10,8 @@ ENGINE_MODULES = [
     "engine.events", "engine.clock", "engine.metrics", "engine.bench", "engine.recorder",
     "engine.midi.ports", "engine.midi.capture", "engine.midi.scheduler", "engine.midi.player",
     "engine.midi.midifile", "engine.midi.thru", "engine.midi.playback", "engine.midi.watch",
+    "engine.tokenizer", "engine.conditions", "engine.generate", "engine.model.transformer",
+    "engine.model.kv_cache", "engine.model.checkpoint", "engine.model.bench",
 ]
 
 
