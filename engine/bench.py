@@ -130,6 +130,17 @@ def bench_scheduler(
     return result
 
 
-def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None = 1, port=None) -> dict[str, float | int | str]:
-    """Every benchmark this build has, in one flat dict. `port`: a real output to send through."""
-    return bench_scheduler(n_events, load=load, load_threads=load_threads, port=port)
+def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None = 1, port=None,
+            model=None) -> dict[str, float | int | str]:
+    """Every benchmark this build has, in one flat dict. `port`: a real output to send through;
+    `model`: the live model for the model rows (context of 10 s of music, 2 s chunks)."""
+    result = bench_scheduler(n_events, load=load, load_threads=load_threads, port=port)
+    if model is not None:
+        from engine.model.bench import bench_model
+
+        # 10 s of context at the corpus' measured ~33 tokens/s (docs/tokens.md), 2 s chunks.
+        tokens_per_s = 33.0
+        rows = bench_model(model, context_tokens=round(10 * tokens_per_s), chunk_tokens=round(2 * tokens_per_s),
+                           tokens_per_s_of_music=tokens_per_s)
+        result.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows.items()})
+    return result

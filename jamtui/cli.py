@@ -20,7 +20,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from engine.midi.base import PortError
     from engine.midi.midifile import MidiFileError
 
-    return (UserError, PortError, MidiFileError)
+    errors: tuple[type[BaseException], ...] = (UserError, PortError, MidiFileError)
+    if "engine.model.checkpoint" in sys.modules:  # only loaded by the commands that use a model
+        from engine.model.checkpoint import CheckpointError
+
+        errors += (CheckpointError,)
+    if "engine.tokenizer" in sys.modules:
+        from engine.tokenizer import TokenizerConfigError
+
+        errors += (TokenizerConfigError,)
+    return errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     thru.add_argument("--record", type=Path, metavar="DIR", help="record the session to DIR (MIDI + JSON)")
     thru.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
 
+    gen = sub.add_parser("generate", help="continue a MIDI phrase offline with the model")
+    gen.add_argument("--prompt", type=Path, required=True, help="a .mid file: the phrase to answer")
+    gen.add_argument("--seconds", type=float, default=20.0, help="how much music to generate (default 20)")
+    gen.add_argument("--out", type=Path, required=True, help="the duet: prompt (track 1) + model (track 2)")
+    gen.add_argument("--model", type=Path, help="checkpoint directory (default: the shipped model)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--temperature", type=float, default=0.95)
+    gen.add_argument("--top-p", type=float, default=0.95)
+    gen.add_argument("--top-k", type=int, default=0)
+    gen.add_argument("--genre", help="condition: jazz-comping, classical-piano, folk, performance, unknown")
+    gen.add_argument("--both", action="store_true", help="let the model play both parts, not only the answer")
+
     bench = sub.add_parser("bench", help="measure timing on this machine")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     bench.add_argument("--events", type=int, default=6000, help="scheduled events (default 6000)")
@@ -50,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--load-threads", type=int, default=1,
                        help="torch threads of the load (default 1, as in the live engine)")
     bench.add_argument("--out", help="send through this output port (default: an in-memory port)")
+    bench.add_argument("--model", type=Path, help="checkpoint for the model rows (default: the shipped model)")
+    bench.add_argument("--no-model", action="store_true", help="only the scheduler rows")
     return parser
 
 
@@ -60,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    handlers = {"ports": cmd_ports, "play": cmd_play, "thru": cmd_thru, "bench": cmd_bench, None: cmd_app}
+    handlers = {"ports": cmd_ports, "play": cmd_play, "thru": cmd_thru, "bench": cmd_bench, "generate": cmd_generate,
+                None: cmd_app}
     try:
         return handlers[args.command](args)
     except _user_errors() as exc:
@@ -173,9 +197,11 @@ def cmd_bench(args) -> int:
     from engine.bench import run_all
     from engine.midi.ports import open_output
 
+    model = None if args.no_model else _load_model(args.model)[0]
     port = open_output(args.out, api=args.api) if args.out else None
     try:
-        result = run_all(n_events=args.events, load=not args.no_load, load_threads=args.load_threads, port=port)
+        result = run_all(n_events=args.events, load=not args.no_load, load_threads=args.load_threads, port=port,
+                         model=model)
     finally:
         if port is not None:
             port.close()
@@ -191,6 +217,53 @@ def cmd_bench(args) -> int:
     for key, value in result.items():
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
     Console().print(table)
+    return 0
+
+
+def _load_model(path: Path | None):
+    """(live model, tokenizer) of a checkpoint, checked against each other; fp32 CPU or fp16 CUDA."""
+    import torch
+
+    from engine.continuation import DEFAULT_MODEL_DIR
+    from engine.model.checkpoint import CheckpointError, load_checkpoint, read_meta
+    from engine.tokenizer import JamTokenizer, TokenizerConfigError
+
+    path = path or DEFAULT_MODEL_DIR
+    meta = read_meta(path)
+    try:
+        tokenizer = JamTokenizer.from_dict(meta.tokenizer)
+    except TokenizerConfigError as exc:
+        raise CheckpointError(path, f"its tokenizer does not match this jamtui's: {exc}") from exc
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        torch.set_num_threads(1)  # measured faster under load on 2 cores (docs in README)
+    checkpoint = load_checkpoint(path, expected_tokenizer=tokenizer.to_dict(), device=device)
+    return checkpoint.model, tokenizer
+
+
+def cmd_generate(args) -> int:
+    from engine.conditions import Conditions
+    from engine.continuation import continue_notes, notes_from_events, write_duet
+    from engine.events import AI, PERFORMER
+    from engine.generate import Sampling
+    from engine.midi.midifile import load_midi_events
+
+    if args.seconds <= 0:
+        raise UserError(f"--seconds must be positive, got {args.seconds}")
+    prompt = notes_from_events(load_midi_events(args.prompt))
+    model, tokenizer = _load_model(args.model)
+    try:
+        conditions = Conditions(genre=args.genre) if args.genre else None
+    except ValueError as exc:
+        raise UserError(f"--genre: {exc}") from exc
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, repetition_penalty=1.05)
+    players = (PERFORMER, AI) if args.both else (AI,)
+    notes, stats = continue_notes(model, tokenizer, prompt, args.seconds, sampling=sampling, seed=args.seed,
+                                  conditions=conditions, players=players)
+    write_duet(args.out, prompt + notes)
+    print(f"jamtui generate: {len(notes)} notes in {args.seconds:g} s of music "
+          f"({stats.tokens} tokens, {stats.compute_s:.2f} s compute, real-time factor {stats.rtf:.1f}) -> {args.out}",
+          file=sys.stderr)
     return 0
 
 

@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--patience", type=int, default=6)
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("examples: train %s, val %s", stats["train"], stats["val"])
     mcfg = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=args.layers, n_embd=args.width, n_head=args.heads,
                        n_kv_head=args.heads, intermediate_size=args.ff, max_len=1024)
-    loop = LoopConfig(max_steps=args.steps, batch_size=args.batch, lr=args.lr, eval_every=args.eval_every,
+    loop = LoopConfig(max_steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup, eval_every=args.eval_every,
                       patience=args.patience, max_minutes=args.minutes, threads=args.threads)
     run_dir = args.work / f"run-{tokenizer.fingerprint}-{args.layers}x{args.width}"
     (run_dir).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,184 @@
+"""Offline continuation (`jamtui generate`): the model answers a prompt phrase, chunk by chunk.
+
+Each chunk re-encodes the last `context_s` seconds of both players with fresh conditions,
+prefills, and samples until the decoder's clock passes the chunk end — the same window
+the live engine keeps, without the clock.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import mido
+import torch
+
+from engine.conditions import Conditions, conditions_from_notes
+from engine.events import AI, PERFORMER, PLAYER_NAMES, Note
+from engine.generate import Sampling, generate
+from engine.midi.midifile import TimedMessage
+from engine.tokenizer import (
+    CONDITION,
+    DURATION,
+    PITCH,
+    PROGRAM,
+    SHIFT,
+    VELOCITY,
+    IncrementalDecoder,
+    JamTokenizer,
+    fold_sustain,
+)
+
+log = logging.getLogger(__name__)
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default-model"
+_HEADROOM_TOKENS = 256  # cache slots kept free for a chunk's new tokens
+
+
+@dataclass(frozen=True)
+class ContinuationStats:
+    chunks: int
+    tokens: int
+    compute_s: float
+    music_s: float
+
+    @property
+    def rtf(self) -> float:
+        return self.music_s / self.compute_s if self.compute_s else float("inf")
+
+
+def notes_from_events(events: list[TimedMessage], player: int = PERFORMER) -> list[Note]:
+    """Whole notes of a parsed MIDI file (all channels as one player), sustain pedal folded in."""
+    held: dict[tuple[int, int], list[tuple[float, int]]] = {}
+    notes: list[Note] = []
+    pedal_down: dict[int, float] = {}
+    pedals: list[tuple[float, float]] = []
+    end_s = max((e.t_s for e in events), default=0.0)
+    for e in events:
+        status, channel = e.data[0] & 0xF0, e.data[0] & 0x0F
+        if status == 0x90 and e.data[2] > 0:
+            held.setdefault((channel, e.data[1]), []).append((e.t_s, e.data[2]))
+        elif status in (0x80, 0x90):
+            starts = held.get((channel, e.data[1]))
+            if starts:
+                start_s, velocity = starts.pop(0)
+                notes.append(Note(start_s, max(e.t_s, start_s + 0.005), e.data[1], velocity, player))
+        elif status == 0xB0 and e.data[1] == 64:
+            if e.data[2] >= 64:
+                pedal_down.setdefault(channel, e.t_s)
+            elif channel in pedal_down:
+                pedals.append((pedal_down.pop(channel), e.t_s))
+    for (_, pitch), starts in held.items():
+        notes += [Note(s, max(end_s, s + 0.25), pitch, v, player) for s, v in starts]
+    pedals += [(down, end_s) for down in pedal_down.values()]
+    return sorted(fold_sustain(notes, pedals), key=lambda n: (n.start_s, n.pitch))
+
+
+def generation_mask(tokenizer: JamTokenizer, players: tuple[int, ...]) -> torch.Tensor:
+    """Ids the model may sample: notes of `players` only; no pad, bos, eos or conditions."""
+    allowed = torch.ones(tokenizer.vocab_size, dtype=torch.bool)
+    for token_id in range(tokenizer.vocab_size):
+        if tokenizer.kind(token_id) == CONDITION:
+            allowed[token_id] = False
+    for token_id in (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id):
+        allowed[token_id] = False
+    for player in (PERFORMER, AI):
+        if player not in players:
+            allowed[tokenizer.token_id(f"Program_{player}")] = False
+    return allowed
+
+
+class NoteGrammar:
+    """The allowed-ids callable for sampling: keeps every note well formed.
+
+    After Program only a Pitch may follow, then a Velocity, then a Duration; between notes
+    a TimeShift or the Program of a player in `players`. The model still chooses which
+    pitch, how loud and when; it can no longer waste tokens on a broken note.
+    """
+
+    def __init__(self, tokenizer: JamTokenizer, players: tuple[int, ...]) -> None:
+        base = generation_mask(tokenizer, players)
+        kinds = torch.tensor([tokenizer.kind(i) for i in range(tokenizer.vocab_size)])
+        self._kind = tokenizer.kind
+        self._next = {
+            PROGRAM: base & (kinds == PITCH),
+            PITCH: base & (kinds == VELOCITY),
+            VELOCITY: base & (kinds == DURATION),
+        }
+        self._between = base & ((kinds == SHIFT) | (kinds == PROGRAM))
+
+    def __call__(self, history: list[int]) -> torch.Tensor:
+        kind = self._kind(history[-1]) if history else None
+        return self._next.get(kind, self._between)
+
+
+def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: float, *,
+                   sampling: Sampling = Sampling(temperature=0.95, top_p=0.95, repetition_penalty=1.05),
+                   seed: int = 0, conditions: Conditions | None = None, context_s: float = 10.0,
+                   chunk_s: float = 2.0, players: tuple[int, ...] = (AI,)) -> tuple[list[Note], ContinuationStats]:
+    """Notes the model plays for `seconds` after the prompt's last onset (prompt not included)."""
+    import time
+
+    generator = torch.Generator().manual_seed(seed)
+    allowed = NoteGrammar(tokenizer, players)
+    everything = sorted(prompt, key=lambda n: n.start_s)
+    t_s = max((n.start_s for n in everything), default=0.0)
+    end_s = t_s + seconds
+    generated: list[Note] = []
+    chunks = tokens = 0
+    compute_s = 0.0
+    cache = model.new_cache()
+    while t_s < end_s:
+        chunk_end_s = min(t_s + chunk_s, end_s)
+        window_s = context_s
+        while True:
+            start_s = max(0.0, t_s - window_s)
+            context = [n for n in everything if n.end_s > start_s and n.start_s < t_s]
+            cond = conditions or conditions_from_notes(context, span_s=t_s - start_s) if context else conditions
+            ids = tokenizer.encode(context, start_s=start_s, end_s=t_s, conditions=cond, keep_held=True)
+            if len(ids) <= cache.max_len - _HEADROOM_TOKENS or window_s <= 1.0:
+                break
+            window_s -= 1.0  # a dense passage: a shorter window still fits the cache
+        decoder = IncrementalDecoder(tokenizer, start_s=start_s)
+        decoder.feed_all(ids)
+        fresh: list[Note] = []
+
+        def stop(new_ids: list[int]) -> bool:
+            fresh.extend(decoder.feed(new_ids[-1]))
+            return decoder.now_s >= chunk_end_s
+
+        started = time.perf_counter()
+        cache.reset()
+        new_ids = generate(model, cache, ids, max_new_tokens=cache.max_len - len(ids) - 1, sampling=sampling,
+                           stop=stop, allowed=allowed, generator=generator)
+        compute_s += time.perf_counter() - started
+        tokens += len(new_ids)
+        chunks += 1
+        kept = [n for n in fresh if t_s <= n.start_s < chunk_end_s]
+        generated += kept
+        everything = sorted(everything + kept, key=lambda n: n.start_s)
+        t_s = chunk_end_s
+    return generated, ContinuationStats(chunks, tokens, compute_s, seconds)
+
+
+def write_duet(path: Path, notes: list[Note], *, ticks_per_beat: int = 480) -> None:
+    """A type-1 MIDI file, one track per player (performer, ai), at 120 bpm so seconds map to ticks."""
+    ticks_per_s = ticks_per_beat * 2
+    midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
+    for player, name in enumerate(PLAYER_NAMES):
+        timed = []
+        for n in notes:
+            if n.player == player:
+                timed.append((round(n.start_s * ticks_per_s), 1, mido.Message("note_on", note=n.pitch, velocity=n.velocity, channel=player)))
+                timed.append((round(n.end_s * ticks_per_s), 0, mido.Message("note_off", note=n.pitch, velocity=0, channel=player)))
+        timed.sort(key=lambda item: (item[0], item[1]))
+        track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])
+        if player == 0:
+            track.append(mido.MetaMessage("set_tempo", tempo=500_000, time=0))
+        last = 0
+        for tick, _, message in timed:
+            track.append(message.copy(time=tick - last))
+            last = tick
+        midi.tracks.append(track)
+    tmp = path.with_name(path.name + ".tmp")
+    midi.save(tmp)
+    tmp.replace(path)

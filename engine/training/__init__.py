@@ -1,0 +1,1 @@
+"""Training: the pre-training corpus, the data pipeline and the training loop."""
