@@ -48,6 +48,7 @@ class LoopState:
     tokens_seen: int = 0
     history: list | None = None
     stopped_because: str | None = None
+    elapsed_s: float = 0.0  # training wall time over every run that led here
 
 
 def lr_at(step: int, cfg: LoopConfig) -> float:
@@ -111,7 +112,7 @@ def train(
     state.stopped_because = None
     rng = np.random.default_rng(cfg.seed + state.step)
     progress = Progress(cfg.max_steps, "pretrain", json_lines=json_lines, initial=state.step)
-    started = time.monotonic()
+    started = mark = time.monotonic()
     model.train()
     try:
         while state.step < cfg.max_steps:
@@ -130,6 +131,9 @@ def train(
             progress.update(1, loss=loss_value, lr=lr_at(state.step, cfg))
             if state.step % cfg.eval_every == 0 or state.step == cfg.max_steps:
                 val = evaluate(model, val_examples, pad_id, cfg.batch_size, cfg.eval_batches)
+                now = time.monotonic()
+                state.elapsed_s += now - mark
+                mark = now
                 improved = val < state.best_val_loss - 1e-4
                 if improved:
                     state.best_val_loss, state.best_step, state.evals_since_best = val, state.step, 0

@@ -12,7 +12,6 @@ import logging
 import math
 import platform
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -154,10 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     (run_dir / "config.json").write_text(json.dumps({"model": mcfg.to_dict(), "loop": asdict(loop),
                                                      "examples": asdict(ecfg)}, indent=1))
     manifest = json.loads((args.corpus / "manifest.json").read_text())
-    started = time.monotonic()
 
     def export(model, state: LoopState) -> None:
-        minutes = (time.monotonic() - started) / 60
+        minutes = state.elapsed_s / 60
         card = model_card(mcfg, state, stats, manifest, state.best_val_loss, loop, minutes)
         save_checkpoint(args.out, model, tokenizer.to_dict(), model_card=card)
         (args.out / TRAINING_STATE).write_text(json.dumps(asdict(state)))
