@@ -177,7 +177,51 @@ def _virtual_name(spec: str) -> str | None:
     return None
 
 
-class RtMidiInputPort:
+class _ReopenablePort:
+    """What input and output ports share: presence by spec, disconnect and reopen by name."""
+
+    direction = "input"
+    _virtual: str | None
+    _lock: threading.Lock
+    api: str
+    spec: str
+    connected: bool
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Close and free the rtmidi object (called with the lock held)."""
+        raise NotImplementedError
+
+    def present(self, ports: list[str] | None = None) -> bool:
+        """Whether the port we opened by name is listed now (always True for virtual ports)."""
+        if self._virtual:
+            return True
+        lister = _list_inputs if self.direction == "input" else _list_outputs
+        return _matches(ports if ports is not None else lister(self.api), self.spec, self.direction)
+
+    def disconnect(self) -> None:
+        with self._lock:
+            self._release()
+            self.connected = False
+
+    def reopen(self) -> bool:
+        """Try to open the port again by its spec; True when connected."""
+        with self._lock:
+            if self.connected:
+                return True
+            try:
+                self._open()
+            except PortError:
+                return False
+            return True
+
+    def close(self) -> None:
+        self.disconnect()
+
+
+class RtMidiInputPort(_ReopenablePort):
     """An rtmidi input opened by name (reopened when it comes back) or created as virtual.
 
     With ALSA, CoreMIDI and WinMM the callback runs on rtmidi's own input thread. With JACK,
@@ -250,44 +294,27 @@ class RtMidiInputPort:
     def set_callback(self, callback: InputCallback | None) -> None:
         self._callback = callback
 
-    def present(self, ports: list[str] | None = None) -> bool:
-        """Whether the port we opened by name is still listed (always True for virtual ports)."""
-        if self._virtual:
-            return True
-        return _matches(ports if ports is not None else _list_inputs(self.api), self.spec, "input")
-
-    def disconnect(self) -> None:
-        with self._lock:
-            self._poll_stop.set()
-            if self._poll_thread is not None and self._poll_thread is not threading.current_thread():
-                self._poll_thread.join(1.0)
-            self._poll_thread = None
-            if self._midi_in is not None:
-                if self.api != "jack":
-                    self._midi_in.cancel_callback()
-                self._midi_in.close_port()
-                self._midi_in.delete()
-                self._midi_in = None
-            self.connected = False
-
-    def reopen(self) -> bool:
-        """Try to open the port again by its spec; True when connected."""
-        with self._lock:
-            if self.connected:
-                return True
-            try:
-                self._open()
-            except PortError:
-                return False
-            return True
+    def _release(self) -> None:
+        self._poll_stop.set()
+        if self._poll_thread is not None and self._poll_thread is not threading.current_thread():
+            self._poll_thread.join(1.0)
+        self._poll_thread = None
+        if self._midi_in is not None:
+            if self.api != "jack":
+                self._midi_in.cancel_callback()
+            self._midi_in.close_port()
+            self._midi_in.delete()
+            self._midi_in = None
 
     def close(self) -> None:
         self._callback = None
         self.disconnect()
 
 
-class RtMidiOutputPort:
+class RtMidiOutputPort(_ReopenablePort):
     """An rtmidi output opened by name or created as a virtual port for a DAW to read."""
+
+    direction = "output"
 
     def __init__(self, spec: str, *, api: str | None = None) -> None:
         self.api = resolve_api(api)
@@ -322,31 +349,11 @@ class RtMidiOutputPort:
             raise PortError(f"MIDI output port '{self.name}' is disconnected")
         midi_out.send_message(message)
 
-    def present(self, ports: list[str] | None = None) -> bool:
-        if self._virtual:
-            return True
-        return _matches(ports if ports is not None else _list_outputs(self.api), self.spec, "output")
-
-    def disconnect(self) -> None:
-        with self._lock:
-            if self._midi_out is not None:
-                self._midi_out.close_port()
-                self._midi_out.delete()
-                self._midi_out = None
-            self.connected = False
-
-    def reopen(self) -> bool:
-        with self._lock:
-            if self.connected:
-                return True
-            try:
-                self._open()
-            except PortError:
-                return False
-            return True
-
-    def close(self) -> None:
-        self.disconnect()
+    def _release(self) -> None:
+        if self._midi_out is not None:
+            self._midi_out.close_port()
+            self._midi_out.delete()
+            self._midi_out = None
 
 
 _list_lock = threading.Lock()
