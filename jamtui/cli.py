@@ -29,6 +29,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         from engine.tokenizer import TokenizerConfigError
 
         errors += (TokenizerConfigError,)
+    if "engine.presets" in sys.modules:
+        from engine.presets import PresetError
+
+        errors += (PresetError,)
     return errors
 
 
@@ -73,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="send through this output port (default: an in-memory port)")
     bench.add_argument("--model", type=Path, help="checkpoint for the model rows (default: the shipped model)")
     bench.add_argument("--no-model", action="store_true", help="only the scheduler rows")
+
+    preset = sub.add_parser("preset", help="list, show and check presets")
+    preset_sub = preset.add_subparsers(dest="preset_command", metavar="ACTION", required=True)
+    preset_sub.add_parser("list", help="the presets a name finds: yours, then the shipped ones")
+    show = preset_sub.add_parser("show", help="print a preset as TOML, every key resolved")
+    show.add_argument("preset", help="a preset name or a .toml file")
+    validate = preset_sub.add_parser("validate", help="check a preset file: 'ok: FILE' or the problem")
+    validate.add_argument("file", help="a .toml file (or a preset name)")
     return parser
 
 
@@ -84,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     handlers = {"ports": cmd_ports, "play": cmd_play, "thru": cmd_thru, "bench": cmd_bench, "generate": cmd_generate,
+                "preset": cmd_preset,
                 None: cmd_app}
     try:
         return handlers[args.command](args)
@@ -264,6 +277,23 @@ def cmd_generate(args) -> int:
     print(f"jamtui generate: {len(notes)} notes in {args.seconds:g} s of music "
           f"({stats.tokens} tokens, {stats.compute_s:.2f} s compute, real-time factor {stats.rtf:.1f}) -> {args.out}",
           file=sys.stderr)
+    return 0
+
+
+def cmd_preset(args) -> int:
+    from engine.presets import dump_preset, list_presets, load_preset
+
+    if args.preset_command == "list":
+        infos = list_presets()
+        width = max((len(info.name) for info in infos), default=0)
+        for info in infos:
+            summary = info.description.splitlines()[0] if info.description else ""
+            print(f"{info.name:<{width}}  {info.source:<7}  {summary}")
+    elif args.preset_command == "show":
+        print(dump_preset(load_preset(args.preset)), end="")
+    else:
+        load_preset(args.file)
+        print(f"ok: {args.file}")
     return 0
 
 
