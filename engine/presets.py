@@ -82,6 +82,23 @@ class InjectionSettingsRef:
     input_delay_s: float = _range(0.0, 2.0, 0.0)
     anti_echo: bool = True
 
+    def to_settings(self, limits: Limits | None = None):
+        """The engine's `InjectionSettings` for this table: the strategies a user ticks map
+        onto its switches; `input_delay_s` is a fixed delay added to the dial's own."""
+        from engine.injection import InjectionSettings
+
+        register = {}
+        if limits is not None and limits.high_pitch - limits.low_pitch >= 11:
+            register = {"register_low": limits.low_pitch, "register_high": limits.high_pitch}
+        return InjectionSettings(
+            respond_imitate=self.respond_imitate,
+            respond_delay_s=InjectionSettings.respond_delay_s + self.input_delay_s,
+            harmony="move" if "harmonic" in self.strategy else "off",
+            velocity_under_db=InjectionSettings.velocity_under_db if "velocity" in self.strategy else None,
+            anti_echo="vary" if self.anti_echo else "off",
+            **register,
+        )
+
 
 @dataclass(frozen=True)
 class ConditioningSettings:

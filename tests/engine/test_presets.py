@@ -268,3 +268,17 @@ def test_settings_convert_to_engine_objects():
     assert Preset().conditioning.to_conditions() == Conditions(genre="jazz-comping")
     sampling = Preset().sampling.to_sampling()
     assert (sampling.temperature, sampling.top_p, sampling.repetition_penalty) == (0.95, 0.95, 1.05)
+
+
+def test_every_shipped_preset_gives_engine_injection_settings():
+    from engine.injection import InjectionSettings
+    from engine.presets import list_presets, load_preset
+
+    for info in list_presets():
+        if info.source != "shipped":
+            continue
+        preset = load_preset(info.path)
+        settings = preset.injection.to_settings(preset.limits)
+        assert isinstance(settings, InjectionSettings)
+        assert settings.respond_imitate == preset.injection.respond_imitate
+        assert (settings.harmony != "off") == ("harmonic" in preset.injection.strategy)
