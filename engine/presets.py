@@ -87,14 +87,15 @@ class InjectionSettingsRef:
         onto its switches; `input_delay_s` is a fixed delay added to the dial's own."""
         from engine.injection import InjectionSettings
 
+        defaults = InjectionSettings()
         register = {}
         if limits is not None and limits.high_pitch - limits.low_pitch >= 11:
             register = {"register_low": limits.low_pitch, "register_high": limits.high_pitch}
         return InjectionSettings(
             respond_imitate=self.respond_imitate,
-            respond_delay_s=InjectionSettings.respond_delay_s + self.input_delay_s,
+            respond_delay_s=defaults.respond_delay_s + self.input_delay_s,
             harmony="move" if "harmonic" in self.strategy else "off",
-            velocity_under_db=InjectionSettings.velocity_under_db if "velocity" in self.strategy else None,
+            velocity_under_db=defaults.velocity_under_db if "velocity" in self.strategy else None,
             anti_echo="vary" if self.anti_echo else "off",
             **register,
         )
