@@ -26,8 +26,8 @@ from engine.tokenizer import (
     VELOCITY,
     IncrementalDecoder,
     JamTokenizer,
-    fold_sustain,
 )
+from engine.notes import fold_sustain
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default-model"

@@ -20,11 +20,9 @@ from engine.tokenizer import (
     IncrementalDecoder,
     JamTokenizer,
     TokenizerConfigError,
-    fold_sustain,
     make_config,
-    notes_from_score,
-    track_players,
 )
+from engine.notes import fold_sustain, notes_from_score, track_players
 from tests import midi_fixtures as fx
 
 TOK = JamTokenizer()
