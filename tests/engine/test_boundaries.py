@@ -10,7 +10,7 @@ ENGINE_MODULES = [
     "engine.events", "engine.clock", "engine.metrics", "engine.bench", "engine.recorder",
     "engine.midi.ports", "engine.midi.capture", "engine.midi.scheduler", "engine.midi.player",
     "engine.midi.midifile", "engine.midi.thru", "engine.midi.playback", "engine.midi.watch",
-    "engine.tokenizer", "engine.notes", "engine.conditions", "engine.listening", "engine.injection", "engine.presets", "engine.generate", "engine.model.transformer",
+    "engine.session", "engine.generation", "engine.tokenizer", "engine.notes", "engine.conditions", "engine.listening", "engine.injection", "engine.presets", "engine.generate", "engine.model.transformer",
     "engine.model.kv_cache", "engine.model.checkpoint", "engine.model.bench",
 ]
 
