@@ -68,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--genre", help="condition: jazz-comping, classical-piano, folk, performance, unknown")
     gen.add_argument("--both", action="store_true", help="let the model play both parts, not only the answer")
 
+    jam = sub.add_parser("jam", help="jam with the model (headless for now: --headless)")
+    jam.add_argument("--headless", action="store_true", help="no console: log metrics, Ctrl-C ends in silence")
+    jam.add_argument("--in", dest="in_port", default="virtual:jamtui in", help="your keyboard's port, or a .mid file")
+    jam.add_argument("--out", dest="out_port", default="virtual:jamtui out", help="the synth or DAW port")
+    jam.add_argument("--preset", default="default", help="a preset name or a TOML file (default: default)")
+    jam.add_argument("--record", type=Path, metavar="DIR", help="record both players to DIR")
+    jam.add_argument("--seconds", type=float, help="stop after this many seconds")
+
+    sim = sub.add_parser("simulate", help="a whole duet on a fake clock, faster than real time")
+    sim.add_argument("--performer", type=Path, required=True, help="a .mid file that plays the performer")
+    sim.add_argument("--preset", default="default", help="a preset name or a TOML file (default: default)")
+    sim.add_argument("--out", type=Path, required=True, help="the duet as a two-track MIDI file")
+    sim.add_argument("--report", type=Path, required=True, help="the report (JSON)")
+    sim.add_argument("--minutes", type=float, help="loop the performer to this length")
+    sim.add_argument("--seed", type=int, default=0)
+
     bench = sub.add_parser("bench", help="measure timing on this machine")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     bench.add_argument("--events", type=int, default=6000, help="scheduled events (default 6000)")
@@ -96,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     handlers = {"ports": cmd_ports, "play": cmd_play, "thru": cmd_thru, "bench": cmd_bench, "generate": cmd_generate,
+                "jam": cmd_jam, "simulate": cmd_simulate,
                 "preset": cmd_preset,
                 None: cmd_app}
     try:
@@ -294,6 +311,73 @@ def cmd_preset(args) -> int:
     else:
         load_preset(args.file)
         print(f"ok: {args.file}")
+    return 0
+
+
+def _preset_and_model(name: str):
+    from engine.presets import load_preset, resolve_model_path
+
+    preset = load_preset(name)
+    model, tokenizer = _load_model(resolve_model_path(preset))
+    return preset, model, tokenizer
+
+
+def cmd_simulate(args) -> int:
+    from engine.midi.midifile import load_midi_events
+    from engine.simulate import simulate
+
+    load_midi_events(args.performer)  # a clear error for a bad file before the model loads
+    if args.minutes is not None and args.minutes <= 0:
+        raise UserError(f"--minutes must be positive, got {args.minutes}")
+    preset, model, tokenizer = _preset_and_model(args.preset)
+    report = simulate(args.performer, model, tokenizer, preset, args.out, minutes=args.minutes, seed=args.seed)
+    args.report.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report))
+    return 0
+
+
+def cmd_jam(args) -> int:
+    from engine.clock import MonotonicClock
+    from engine.midi.ports import open_input, open_output
+    from engine.session import Session
+
+    if not args.headless:
+        raise UserError("the console jam screen is not built yet: use `jamtui jam --headless`")
+    preset, model, tokenizer = _preset_and_model(args.preset)
+    clock = MonotonicClock()
+    recorder = _start_recorder(args.record, clock, {"in": args.in_port, "out": args.out_port,
+                                                    "preset": preset.name}) if args.record else None
+    source = open_input(args.in_port, api=args.api, clock=clock)
+    try:
+        sink = open_output(args.out_port, api=args.api)
+    except BaseException:
+        source.close()
+        raise
+    session = Session(source, sink, model, tokenizer, preset, clock=clock, recorder=recorder,
+                      on_event=lambda e: log.info("%s at %.2f s %s", e.kind, e.t_s, e.detail or ""))
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    session.start()
+    print(f"jamtui jam: {source.name} -> {sink.name}, preset {preset.name} ({preset.mode}); Ctrl-C to stop",
+          file=sys.stderr, flush=True)
+    deadline = clock.now_ns() + int(args.seconds * 1e9) if args.seconds else None
+    try:
+        while not stop.wait(5.0 if deadline is None else min(5.0, max(0.0, (deadline - clock.now_ns()) / 1e9))):
+            m = session.metrics()
+            print(f"jamtui jam: in {m.notes_in} out {m.notes_out} response p50 {m.response_latency_ms_p50:.1f} ms "
+                  f"p99 {m.response_latency_ms_p99:.1f} ms rtf {m.rtf:.1f} dropped {m.dropped_onsets}",
+                  file=sys.stderr, flush=True)
+            if deadline is not None and clock.now_ns() >= deadline:
+                break
+    finally:
+        session.stop()
+        sink.close()
+        source.close()
+        if recorder is not None:
+            m = session.metrics()
+            paths = recorder.close(timings={"response_ms_p50": m.response_latency_ms_p50,
+                                            "response_ms_p99": m.response_latency_ms_p99, "rtf": m.rtf})
+            print(f"jamtui jam: recorded {paths.midi_path}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,70 @@
+"""`jamtui simulate`: a whole duet on a fake clock, faster than real time, with a report.
+
+The performer is a MIDI file (looped to the length asked); the model's compute time is
+still measured for real, so response latencies and the real-time factor are honest.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from engine.clock import FakeClock
+from engine.events import Kind
+from engine.midi.memory import MemoryOutputPort
+from engine.midi.player import FilePlayerPort
+from engine.recorder import SessionRecorder
+from engine.session import Session
+
+
+def stuck_notes(port: MemoryOutputPort) -> int:
+    """Note-ons the output never ended (what a synth would keep sounding)."""
+    sounding: dict[tuple[int, int], int] = {}
+    for event in port.events:
+        key = (event.channel, event.number)
+        if event.kind is Kind.NOTE_ON:
+            sounding[key] = sounding.get(key, 0) + 1
+        elif event.kind is Kind.NOTE_OFF and sounding.get(key):
+            sounding[key] = 0
+    return sum(1 for count in sounding.values() if count)
+
+
+def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: float | None = None,
+             seed: int = 0, step_s: float = 0.01) -> dict:
+    """Run the duet and write it to `out` (two tracks: performer, ai); returns the report."""
+    clock = FakeClock()
+    player = FilePlayerPort.from_file(performer, clock, loop=minutes is not None)
+    sink = MemoryOutputPort(clock, name="simulated synth")
+    work = out.parent / f".{out.stem}-recording"
+    recorder = SessionRecorder(work, clock, meta={"performer": str(performer), "preset": preset.name}, name=out.stem)
+    recorder.start()
+    session = Session(player, sink, model, tokenizer, preset, clock=clock, recorder=recorder, seed=seed)
+    length_s = minutes * 60 if minutes is not None else player.duration_s + 5.0
+    started = time.perf_counter()
+    try:
+        session.run_simulated(length_s, pump=player.pump, step_s=step_s)
+    finally:
+        session.stop()
+        paths = recorder.close()
+    wall_s = time.perf_counter() - started
+    shutil.move(paths.midi_path, out)
+    shutil.rmtree(work, ignore_errors=True)
+    metrics = session.metrics()
+    return {
+        "performer": str(performer),
+        "preset": preset.name,
+        "mode": metrics.mode,
+        "music_s": round(length_s, 3),
+        "wall_s": round(wall_s, 3),
+        "performer_notes": metrics.notes_in,
+        "ai_notes": metrics.notes_out,
+        "stuck_notes": stuck_notes(sink),
+        "response_ms_p50": metrics.response_latency_ms_p50,
+        "response_ms_p99": metrics.response_latency_ms_p99,
+        "responses": metrics.responses,
+        "echo_rate": metrics.echo_rate,
+        "rtf": metrics.rtf,
+        "dropped_onsets": metrics.dropped_onsets,
+        "generation_errors": metrics.generation_errors,
+        "chunks": metrics.chunks,
+    }
