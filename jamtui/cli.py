@@ -173,17 +173,11 @@ def cmd_play(args) -> int:
 
 def cmd_thru(args) -> int:
     from engine.clock import MonotonicClock
-    from engine.midi.ports import open_input, open_output
     from engine.midi.thru import Thru
 
     clock = MonotonicClock()
-    recorder = _start_recorder(args.record, clock, {"in": args.in_port, "out": args.out_port}) if args.record else None
-    source = open_input(args.in_port, api=args.api, clock=clock)
-    try:
-        sink = open_output(args.out_port, api=args.api)
-    except BaseException:
-        source.close()
-        raise
+    source, sink = _open_ports(args, clock)
+    recorder = _start_recorder(args.record, clock, {"in": source.name, "out": sink.name}) if args.record else None
     thru = Thru(source, sink, clock=clock, recorder=recorder)
     stop = threading.Event()
     _stop_on_signals(stop)
@@ -206,6 +200,18 @@ def cmd_thru(args) -> int:
         print(f"jamtui: error: {thru.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _open_ports(args, clock):
+    """(input, output) from --in/--out; the input is closed again if the output fails."""
+    from engine.midi.ports import open_input, open_output
+
+    source = open_input(args.in_port, api=args.api, clock=clock)
+    try:
+        return source, open_output(args.out_port, api=args.api)
+    except BaseException:
+        source.close()
+        raise
 
 
 def _wait_forever(stop: threading.Event, thru) -> None:
@@ -338,21 +344,15 @@ def cmd_simulate(args) -> int:
 
 def cmd_jam(args) -> int:
     from engine.clock import MonotonicClock
-    from engine.midi.ports import open_input, open_output
     from engine.session import Session
 
     if not args.headless:
         raise UserError("the console jam screen is not built yet: use `jamtui jam --headless`")
     preset, model, tokenizer = _preset_and_model(args.preset)
     clock = MonotonicClock()
-    recorder = _start_recorder(args.record, clock, {"in": args.in_port, "out": args.out_port,
+    source, sink = _open_ports(args, clock)
+    recorder = _start_recorder(args.record, clock, {"in": source.name, "out": sink.name,
                                                     "preset": preset.name}) if args.record else None
-    source = open_input(args.in_port, api=args.api, clock=clock)
-    try:
-        sink = open_output(args.out_port, api=args.api)
-    except BaseException:
-        source.close()
-        raise
     session = Session(source, sink, model, tokenizer, preset, clock=clock, recorder=recorder,
                       on_event=lambda e: log.info("%s at %.2f s %s", e.kind, e.t_s, e.detail or ""))
     stop = threading.Event()

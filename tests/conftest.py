@@ -89,3 +89,18 @@ def wait_for(predicate, timeout_s: float = 10.0, interval_s: float = 0.05):
             return value
         time.sleep(interval_s)
     return predicate()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A one-layer random model saved as a real checkpoint with the real tokenizer (fast)."""
+    from engine.model.checkpoint import new_hf_model, save_checkpoint
+    from engine.model.config import ModelConfig
+    from engine.tokenizer import JamTokenizer
+
+    tokenizer = JamTokenizer()
+    path = tmp_path_factory.mktemp("tiny-ckpt")
+    model = new_hf_model(ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=32, n_head=2, n_kv_head=2,
+                                     intermediate_size=64, max_len=1024), seed=0)
+    save_checkpoint(path, model, tokenizer.to_dict(), model_card="test")
+    return path

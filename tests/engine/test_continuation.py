@@ -22,15 +22,8 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory, tokenizer):
-    from engine.model.checkpoint import new_hf_model, save_checkpoint
-    from engine.model.config import ModelConfig
-
-    path = tmp_path_factory.mktemp("ckpt")
-    model = new_hf_model(ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=32, n_head=2, n_kv_head=2,
-                                     intermediate_size=64, max_len=1024), seed=0)
-    save_checkpoint(path, model, tokenizer.to_dict(), model_card="test")
-    return path
+def tiny_ckpt(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 def test_prompt_notes_fold_the_pedal(tmp_path):

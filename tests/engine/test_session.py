@@ -24,15 +24,10 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, tokenizer):
-    from engine.model.checkpoint import load_checkpoint, new_hf_model, save_checkpoint
-    from engine.model.config import ModelConfig
+def tiny_model(tiny_checkpoint, tokenizer):
+    from engine.model.checkpoint import load_checkpoint
 
-    path = tmp_path_factory.mktemp("ckpt")
-    model = new_hf_model(ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=32, n_head=2, n_kv_head=2,
-                                     intermediate_size=64, max_len=1024), seed=0)
-    save_checkpoint(path, model, tokenizer.to_dict(), model_card="test")
-    return Playful(load_checkpoint(path, warmup=False).model, tokenizer)
+    return Playful(load_checkpoint(tiny_checkpoint, warmup=False).model, tokenizer)
 
 
 class Playful:
