@@ -7,7 +7,7 @@ the live engine keeps, without the clock.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mido
@@ -32,6 +32,7 @@ from engine.notes import fold_sustain
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default-model"
 _HEADROOM_TOKENS = 256  # cache slots kept free for a chunk's new tokens
+_MAX_NEW_TOKENS = 512  # a model that never moves time on must still end its chunk
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,49 @@ class NoteGrammar:
         return self._next.get(kind, self._between)
 
 
+def fill_conditions(given: Conditions | None, context: list[Note], span_s: float) -> Conditions | None:
+    """The given conditions, with the fields they leave open estimated from the context."""
+    if not context:
+        return given
+    estimated = conditions_from_notes(context, span_s=span_s)
+    if given is None:
+        return estimated
+    return replace(
+        given,
+        tempo_bpm=given.tempo_bpm if given.tempo_bpm is not None else estimated.tempo_bpm,
+        key=given.key if given.key is not None else estimated.key,
+        density_nps=given.density_nps if given.density_nps is not None else estimated.density_nps,
+    )
+
+
+def sample_chunk(model, tokenizer: JamTokenizer, cache, notes: list[Note], t_s: float, chunk_end_s: float, *,
+                 context_s: float, conditions: Conditions | None, sampling: Sampling, allowed,
+                 generator: torch.Generator | None, max_new_tokens: int = _MAX_NEW_TOKENS) -> tuple[list[Note], int]:
+    """One chunk: encode the last `context_s` of `notes` before `t_s`, prefill, sample until the
+    decoder's clock passes `chunk_end_s`. Returns the decoded new notes and the tokens sampled."""
+    window_s = context_s
+    while True:
+        start_s = max(0.0, t_s - window_s)
+        context = [n for n in notes if n.end_s > start_s and n.start_s < t_s]
+        cond = fill_conditions(conditions, context, t_s - start_s)
+        ids = tokenizer.encode(context, start_s=start_s, end_s=t_s, conditions=cond, keep_held=True)
+        if len(ids) <= cache.max_len - _HEADROOM_TOKENS or window_s <= 1.0:
+            break
+        window_s -= 1.0  # a dense passage: a shorter window still fits the cache
+    decoder = IncrementalDecoder(tokenizer, start_s=start_s)
+    decoder.feed_all(ids)
+    fresh: list[Note] = []
+
+    def stop(new_ids: list[int]) -> bool:
+        fresh.extend(decoder.feed(new_ids[-1]))
+        return decoder.now_s >= chunk_end_s
+
+    cache.reset()
+    new_ids = generate(model, cache, ids, max_new_tokens=min(max_new_tokens, cache.max_len - len(ids) - 1),
+                       sampling=sampling, stop=stop, allowed=allowed, generator=generator)
+    return fresh, len(new_ids)
+
+
 def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: float, *,
                    sampling: Sampling = Sampling(temperature=0.95, top_p=0.95, repetition_penalty=1.05),
                    seed: int = 0, conditions: Conditions | None = None, context_s: float = 10.0,
@@ -129,29 +173,11 @@ def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: 
     cache = model.new_cache()
     while t_s < end_s:
         chunk_end_s = min(t_s + chunk_s, end_s)
-        window_s = context_s
-        while True:
-            start_s = max(0.0, t_s - window_s)
-            context = [n for n in everything if n.end_s > start_s and n.start_s < t_s]
-            cond = conditions or conditions_from_notes(context, span_s=t_s - start_s) if context else conditions
-            ids = tokenizer.encode(context, start_s=start_s, end_s=t_s, conditions=cond, keep_held=True)
-            if len(ids) <= cache.max_len - _HEADROOM_TOKENS or window_s <= 1.0:
-                break
-            window_s -= 1.0  # a dense passage: a shorter window still fits the cache
-        decoder = IncrementalDecoder(tokenizer, start_s=start_s)
-        decoder.feed_all(ids)
-        fresh: list[Note] = []
-
-        def stop(new_ids: list[int]) -> bool:
-            fresh.extend(decoder.feed(new_ids[-1]))
-            return decoder.now_s >= chunk_end_s
-
         started = time.perf_counter()
-        cache.reset()
-        new_ids = generate(model, cache, ids, max_new_tokens=cache.max_len - len(ids) - 1, sampling=sampling,
-                           stop=stop, allowed=allowed, generator=generator)
+        fresh, n_tokens = sample_chunk(model, tokenizer, cache, everything, t_s, chunk_end_s, context_s=context_s,
+                                       conditions=conditions, sampling=sampling, allowed=allowed, generator=generator)
         compute_s += time.perf_counter() - started
-        tokens += len(new_ids)
+        tokens += n_tokens
         chunks += 1
         kept = [n for n in fresh if t_s <= n.start_s < chunk_end_s]
         generated += kept

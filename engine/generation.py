@@ -12,20 +12,18 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from engine.conditions import Conditions, conditions_from_notes
-from engine.continuation import NoteGrammar
+from engine.conditions import Conditions
+from engine.continuation import NoteGrammar, sample_chunk
 from engine.events import AI, Note
-from engine.generate import Sampling, generate
-from engine.tokenizer import IncrementalDecoder, JamTokenizer
+from engine.generate import Sampling
+from engine.tokenizer import JamTokenizer
 
 log = logging.getLogger(__name__)
-_HEADROOM_TOKENS = 256  # cache slots kept free for a chunk's new tokens
-_MAX_NEW_TOKENS = 512  # a model that never moves time on must still end its chunk
 
 
 @dataclass(frozen=True)
@@ -54,21 +52,6 @@ class ChunkResult:
     error: BaseException | None = None
 
 
-def fill_conditions(given: Conditions | None, context: list[Note], span_s: float) -> Conditions | None:
-    """The preset's conditions, with fields it leaves open estimated from the context."""
-    if not context:
-        return given
-    estimated = conditions_from_notes(context, span_s=span_s)
-    if given is None:
-        return estimated
-    return replace(
-        given,
-        tempo_bpm=given.tempo_bpm if given.tempo_bpm is not None else estimated.tempo_bpm,
-        key=given.key if given.key is not None else estimated.key,
-        density_nps=given.density_nps if given.density_nps is not None else estimated.density_nps,
-    )
-
-
 class ChunkGenerator:
     """Owns the model, its KV cache and the seeded sampler. Generation thread only (or the
     simulation's single thread)."""
@@ -91,30 +74,11 @@ class ChunkGenerator:
         return ChunkResult(request, tuple(notes), tokens, time.perf_counter() - started)
 
     def _run(self, request: ChunkRequest) -> tuple[list[Note], int]:
-        tok, cache = self.tokenizer, self.cache
         t_s, chunk_end_s = request.from_s, request.from_s + request.chunk_s
-        window_s = request.context_s
-        while True:
-            start_s = max(0.0, t_s - window_s)
-            context = [n for n in request.context if n.end_s > start_s and n.start_s < t_s]
-            conditions = fill_conditions(request.conditions, context, t_s - start_s)
-            ids = tok.encode(context, start_s=start_s, end_s=t_s, conditions=conditions, keep_held=True)
-            if len(ids) <= cache.max_len - _HEADROOM_TOKENS or window_s <= 1.0:
-                break
-            window_s -= 1.0  # a dense passage: a shorter window still fits the cache
-        decoder = IncrementalDecoder(tok, start_s=start_s)
-        decoder.feed_all(ids)
-        fresh: list[Note] = []
-
-        def stop(new_ids: list[int]) -> bool:
-            fresh.extend(decoder.feed(new_ids[-1]))
-            return decoder.now_s >= chunk_end_s
-
-        cache.reset()
-        new_ids = generate(self.model, cache, ids, max_new_tokens=min(_MAX_NEW_TOKENS, cache.max_len - len(ids) - 1),
-                           sampling=request.sampling, stop=stop, allowed=self.grammar, generator=self.generator)
-        kept = [n for n in fresh if n.player == AI and t_s <= n.start_s < chunk_end_s]
-        return kept, len(new_ids)
+        fresh, n_tokens = sample_chunk(self.model, self.tokenizer, self.cache, list(request.context), t_s,
+                                       chunk_end_s, context_s=request.context_s, conditions=request.conditions,
+                                       sampling=request.sampling, allowed=self.grammar, generator=self.generator)
+        return [n for n in fresh if n.player == AI and t_s <= n.start_s < chunk_end_s], n_tokens
 
 
 class GenerationWorker:
