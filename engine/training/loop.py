@@ -9,7 +9,9 @@ import json
 import logging
 import math
 import os
+import platform
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -37,6 +39,7 @@ class LoopConfig:
     max_minutes: float | None = None  # stop (resumably) after this much wall time
     seed: int = 0
     threads: int | None = None
+    device: str = "cpu"  # "cuda" trains in bf16 autocast; checkpoints are fp32 on the CPU either way
 
 
 @dataclass
@@ -49,6 +52,13 @@ class LoopState:
     history: list | None = None
     stopped_because: str | None = None
     elapsed_s: float = 0.0  # training wall time over every run that led here
+    runs: list | None = None  # one record per run: device, steps, seconds
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{os.cpu_count()}-core {platform.machine()} CPU"
 
 
 def lr_at(step: int, cfg: LoopConfig) -> float:
@@ -60,10 +70,14 @@ def lr_at(step: int, cfg: LoopConfig) -> float:
 
 def lm_loss(model, batch: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, int]:
     """Mean next-token NLL (nats) over non-pad targets, and how many targets there were."""
+    device = next(model.parameters()).device
+    batch = batch.to(device, non_blocking=True)
     inputs, targets = batch[:, :-1], batch[:, 1:].clone()
     attention = (inputs != pad_id).long()
     targets[targets == pad_id] = -100
-    logits = model(input_ids=inputs, attention_mask=attention).logits  # (B, T, V)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    with autocast:
+        logits = model(input_ids=inputs, attention_mask=attention).logits  # (B, T, V)
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
                                              ignore_index=-100)
     return loss, int((targets != -100).sum())
@@ -102,6 +116,7 @@ def train(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    model.to(cfg.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
     # A run's own checkpoint wins; else `initial_state` (weights already in `model`, e.g. the
     # exported model on a fresh machine: the optimizer's moments restart), else a new run.
@@ -110,6 +125,9 @@ def train(
         log.info("training already finished at step %d (%s)", state.step, state.stopped_because)
         return state
     state.stopped_because = None
+    state.runs = state.runs or []
+    run = {"device": device_name(cfg.device), "from_step": state.step, "to_step": state.step, "seconds": 0.0}
+    state.runs.append(run)
     rng = np.random.default_rng(cfg.seed + state.step)
     progress = Progress(cfg.max_steps, "pretrain", json_lines=json_lines, initial=state.step)
     started = mark = time.monotonic()
@@ -133,6 +151,8 @@ def train(
                 val = evaluate(model, val_examples, pad_id, cfg.batch_size, cfg.eval_batches)
                 now = time.monotonic()
                 state.elapsed_s += now - mark
+                run["seconds"] = round(run["seconds"] + now - mark, 1)
+                run["to_step"] = state.step
                 mark = now
                 improved = val < state.best_val_loss - 1e-4
                 if improved:
@@ -163,7 +183,7 @@ def train(
 def _save(model, optimizer, state: LoopState, ckpt_dir: Path) -> None:
     from safetensors.torch import save_file
 
-    model_tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    model_tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_tensors, opt_meta = _flatten_optimizer(optimizer)
     tmp = ckpt_dir / ".tmp"
     tmp.mkdir(exist_ok=True)
@@ -182,7 +202,7 @@ def _resume(model, optimizer, ckpt_dir: Path) -> LoopState | None:
     if not state_path.exists():
         return None
     saved = json.loads(state_path.read_text())
-    model.load_state_dict(load_file(ckpt_dir / "model.safetensors"))
+    model.load_state_dict(load_file(ckpt_dir / "model.safetensors", device=str(next(model.parameters()).device)))
     _restore_optimizer(optimizer, load_file(ckpt_dir / "optimizer.safetensors"), saved["optimizer"])
     state = LoopState(**saved["loop"])
     log.info("resumed from step %d (best val %.4f at %d)", state.step, state.best_val_loss, state.best_step)
@@ -195,7 +215,7 @@ def _flatten_optimizer(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     for i, param in enumerate(params):
         for key, value in optimizer.state.get(param, {}).items():
             if torch.is_tensor(value) and value.dim() > 0:
-                tensors[f"{i}.{key}"] = value.detach().contiguous()
+                tensors[f"{i}.{key}"] = value.detach().cpu().contiguous()
             else:
                 meta["steps"][f"{i}.{key}"] = float(value)
     return tensors, meta
@@ -208,7 +228,7 @@ def _restore_optimizer(optimizer, tensors: dict[str, torch.Tensor], meta: dict) 
         for key, value in tensors.items():
             index, name = key.split(".", 1)
             if int(index) == i:
-                st[name] = value
+                st[name] = value.to(param.device)
         for key, value in meta["steps"].items():
             index, name = key.split(".", 1)
             if int(index) == i:

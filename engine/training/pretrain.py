@@ -7,12 +7,13 @@ each time validation improves, so a run can be done in pieces across sessions.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
 import platform
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ TRAINING_STATE = "training_state.json"
 
 def load_examples(corpus: Path, work: Path, tokenizer, ecfg: ExampleConfig, *, json_lines: bool, jobs: int):
     """Train/val arrays, built once per tokenizer fingerprint and example config."""
-    key = f"{tokenizer.fingerprint}-L{ecfg.seq_len}-w{ecfg.window_s:g}-c{ecfg.copies}-s{ecfg.seed}"
+    key = f"{tokenizer.fingerprint}-L{ecfg.seq_len}-w{ecfg.window_s:g}-t{ecfg.stride_s:g}-c{ecfg.copies}-s{ecfg.seed}"
     cache = work / f"examples-{key}"
     cache.mkdir(parents=True, exist_ok=True)
     arrays, stats = {}, {}
@@ -49,10 +50,15 @@ def load_examples(corpus: Path, work: Path, tokenizer, ecfg: ExampleConfig, *, j
     return arrays["train"], arrays["val"], stats
 
 
-def model_card(mcfg: ModelConfig, state: LoopState, stats: dict, manifest: dict, val_nll: float,
-               loop: LoopConfig, minutes: float) -> str:
+def model_card(mcfg: ModelConfig, state: LoopState, stats: dict, manifest: dict, loop: LoopConfig,
+               full_val_nll: float | None = None) -> str:
+    """The model card; bits per second from the full validation split when measured, else the subset."""
     tps = stats["val"]["tokens_per_s"]
+    val_nll = full_val_nll if full_val_nll is not None else state.best_val_loss
+    which = "the whole validation split" if full_val_nll is not None else f"{loop.eval_batches} validation batches"
     bits_per_s = val_nll * math.log2(math.e) * tps
+    minutes = state.elapsed_s / 60
+    stop = state.stopped_because or "still training"
     sources = "\n".join(
         f"| {name} | {s.get('files')} | {s.get('hours')} | {s.get('notes')} |" for name, s in manifest["sources"].items()
     )
@@ -67,9 +73,9 @@ piano MIDI, trained from scratch by `scripts/pretrain` on the corpus of `scripts
 | parameters | {mcfg.n_params():,} |
 | layers / width / heads | {mcfg.n_layer} / {mcfg.n_embd} / {mcfg.n_head} |
 | context | {mcfg.max_len} tokens (trained on {stats['train']['examples']:,} windows of <= {loop_seq(stats)} tokens) |
-| steps | {state.step:,} (best at {state.best_step:,}), batch {loop.batch_size}, {state.tokens_seen:,} tokens seen |
-| training time | {minutes:.0f} min on {platform.machine()} CPU ({'stopped: ' + str(state.stopped_because)}) |
-| validation NLL | {val_nll:.4f} nats/token over {stats['val']['tokens']:,} tokens ({stats['val']['pieces']} pieces) |
+| steps | {state.step:,} (best at {state.best_step:,}; stopped: {stop}), batch {loop.batch_size}, {state.tokens_seen:,} tokens seen |
+| training time | {minutes:.0f} min: {runs_text(state)} |
+| validation NLL | {val_nll:.4f} nats/token on {which} ({stats['val']['tokens']:,} tokens, {stats['val']['pieces']} pieces); {state.best_val_loss:.4f} on the {loop.eval_batches}-batch subset used for early stopping |
 | validation bits per second of music | **{bits_per_s:.1f}** (= NLL x log2(e) x {tps} tokens/s) |
 
 ## Data
@@ -98,11 +104,24 @@ def _from_export(out: Path, mcfg: ModelConfig, model) -> LoopState | None:
         log.info("exported model has another shape (%s); starting a new run", meta.config)
         return None
     model.load_state_dict(exported.state_dict())
-    state = LoopState(**json.loads(state_path.read_text()))
+    state = read_state(state_path)
     state.step = state.best_step  # the export is the best model, not the last step
     state.stopped_because = None
     log.info("continuing from the exported model at step %d (val %.4f)", state.step, state.best_val_loss)
     return state
+
+
+def runs_text(state: LoopState) -> str:
+    runs = state.runs or []
+    if not runs:
+        return f"on this {platform.machine()} machine"
+    return "; ".join(f"steps {r['from_step']:,}-{r['to_step']:,} on {r['device']} ({r['seconds'] / 60:.1f} min)" for r in runs)
+
+
+def read_state(path: Path) -> LoopState:
+    """The LoopState saved beside an export (extra keys, such as full_val_loss, ignored)."""
+    known = {f.name for f in fields(LoopState)}
+    return LoopState(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
 
 
 def loop_seq(stats: dict) -> str:
@@ -126,9 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--patience", type=int, default=6)
     parser.add_argument("--minutes", type=float, help="stop (resumably) after this many minutes")
+    parser.add_argument("--window-s", type=float, default=12.0, help="seconds of music per training window")
+    parser.add_argument("--stride-s", type=float, default=6.0, help="seconds between window starts")
     parser.add_argument("--copies", type=int, default=2, help="augmented passes over the training pieces")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    parser.add_argument("--eval-batches", type=int, default=16, help="validation batches per evaluation")
+    parser.add_argument("--fresh", action="store_true", help="start from random weights, not from the exported model")
     parser.add_argument("--json", action="store_true", help="one JSON line per step instead of bars")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -140,14 +164,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pretrain: error: {args.corpus}/manifest.json not found (run scripts/build-corpus first)", file=sys.stderr)
         return 2
     tokenizer = JamTokenizer()
-    ecfg = ExampleConfig(seq_len=args.seq_len, copies=args.copies)
+    ecfg = ExampleConfig(seq_len=args.seq_len, copies=args.copies, window_s=args.window_s, stride_s=args.stride_s)
     train_x, val_x, stats = load_examples(args.corpus, args.work, tokenizer, ecfg, json_lines=args.json, jobs=args.jobs)
+    for split, array in (("train", train_x), ("val", val_x)):
+        if len(array) == 0:
+            print(f"pretrain: error: {args.corpus}: no {split} examples (pieces shorter than --window-s?)", file=sys.stderr)
+            return 2
     stats["seq_len"] = args.seq_len
     log.info("examples: train %s, val %s", stats["train"], stats["val"])
     mcfg = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=args.layers, n_embd=args.width, n_head=args.heads,
                        n_kv_head=args.heads, intermediate_size=args.ff, max_len=1024)
+    import torch
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     loop = LoopConfig(max_steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup, eval_every=args.eval_every,
-                      patience=args.patience, max_minutes=args.minutes, threads=args.threads)
+                      eval_batches=args.eval_batches, patience=args.patience, max_minutes=args.minutes,
+                      threads=args.threads, device=device)
     run_dir = args.work / f"run-{tokenizer.fingerprint}-{args.layers}x{args.width}"
     (run_dir).mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps({"model": mcfg.to_dict(), "loop": asdict(loop),
@@ -155,19 +187,29 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((args.corpus / "manifest.json").read_text())
 
     def export(model, state: LoopState) -> None:
-        minutes = state.elapsed_s / 60
-        card = model_card(mcfg, state, stats, manifest, state.best_val_loss, loop, minutes)
-        save_checkpoint(args.out, model, tokenizer.to_dict(), model_card=card)
+        card = model_card(mcfg, state, stats, manifest, loop)
+        save_checkpoint(args.out, copy.deepcopy(model).to("cpu", torch.float32), tokenizer.to_dict(), model_card=card)
         (args.out / TRAINING_STATE).write_text(json.dumps(asdict(state)))
 
     model = new_hf_model(mcfg, seed=0)
-    initial = _from_export(args.out, mcfg, model) if not (run_dir / "ckpt" / "state.json").exists() else None
+    resuming = (run_dir / "ckpt" / "state.json").exists()
+    initial = _from_export(args.out, mcfg, model) if not (resuming or args.fresh) else None
     state = train(model, train_x, val_x, tokenizer.pad_id, loop, run_dir / "ckpt", json_lines=args.json,
                   on_best=export, initial_state=initial)
-    full_val = evaluate(model, val_x, tokenizer.pad_id, args.batch)
+    # The export is the best model: measure it on the whole validation split for the card.
+    from engine.model.checkpoint import load_hf_checkpoint
+
+    best, _ = load_hf_checkpoint(args.out)
+    full_val = evaluate(best.to(device), val_x, tokenizer.pad_id, args.batch)
+    saved = read_state(args.out / TRAINING_STATE)
+    saved.stopped_because, saved.runs, saved.elapsed_s = state.stopped_because, state.runs, state.elapsed_s
+    saved.step, saved.history, saved.tokens_seen = state.step, state.history, state.tokens_seen
+    (args.out / "README.md").write_text(model_card(mcfg, saved, stats, manifest, loop, full_val))
+    (args.out / TRAINING_STATE).write_text(json.dumps({**asdict(saved), "full_val_loss": full_val}))
+    bits = full_val * math.log2(math.e) * stats["val"]["tokens_per_s"]
     print(json.dumps({"event": "pretrain-done", "step": state.step, "stopped": state.stopped_because,
-                      "best_val_loss": state.best_val_loss, "last_full_val_loss": full_val,
-                      "val_tokens_per_s": stats["val"]["tokens_per_s"]}), flush=True)
+                      "best_val_loss": state.best_val_loss, "best_step": state.best_step, "full_val_loss": full_val,
+                      "val_bits_per_s": round(bits, 2), "val_tokens_per_s": stats["val"]["tokens_per_s"]}), flush=True)
     return 0
 
 

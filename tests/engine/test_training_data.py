@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
 from engine.events import AI, PERFORMER, Note
 from engine.training.data import ExampleConfig, assign_players, build_split, genre_of
@@ -22,7 +23,8 @@ def tiny_corpus(tmp_path):
         path = maker(tmp_path / split)
         pieces.append({"id": path.stem, "split": split, "source": source, "tags": {"genre": genre},
                        "path": f"{split}/{path.name}"})
-    (tmp_path / "manifest.json").write_text(json.dumps({"pieces": pieces}))
+    sources = {"hannds": {"files": 1, "hours": 0.01, "notes": 10}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"pieces": pieces, "sources": sources}))
     return tmp_path
 
 
@@ -84,3 +86,47 @@ def test_loop_trains_exports_and_resumes(tiny_corpus, tmp_path):
                     LoopConfig(max_steps=9, batch_size=4, eval_every=3, eval_batches=2, warmup_steps=2),
                     tmp_path / "ckpt")
     assert resumed.step == 9 and len(resumed.history) == 3
+
+
+def _pretrain_args(corpus, tmp_path, device):
+    return ["--corpus", str(corpus), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "model"),
+            "--layers", "1", "--width", "32", "--heads", "2", "--ff", "64", "--seq-len", "64", "--batch", "4",
+            "--steps", "6", "--eval-every", "3", "--eval-batches", "2", "--warmup", "2", "--jobs", "1",
+            "--window-s", "2", "--stride-s", "1",
+            "--fresh", "--json", "--device", device]
+
+
+def _check_pretrain_export(tmp_path, capsys):
+    from engine.model.checkpoint import load_checkpoint
+    from engine.tokenizer import JamTokenizer
+
+    done = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"pretrain-done"' in line]
+    assert len(done) == 1 and done[0]["step"] == 6 and done[0]["stopped"] == "max steps"
+    state = json.loads((tmp_path / "model" / "training_state.json").read_text())
+    assert state["full_val_loss"] == pytest.approx(done[0]["full_val_loss"])
+    assert state["runs"] and state["runs"][-1]["to_step"] == 6
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "the whole validation split" in card and "stopped: max steps" in card
+    from safetensors.torch import load_file
+
+    load_checkpoint(tmp_path / "model", expected_tokenizer=JamTokenizer().to_dict(), warmup=False)
+    tensors = load_file(tmp_path / "model" / "model.safetensors")
+    assert all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors.values())
+    return state
+
+
+def test_pretrain_main_exports_best_with_full_validation(tiny_corpus, tmp_path, capsys):
+    from engine.training import pretrain
+
+    assert pretrain.main(_pretrain_args(tiny_corpus, tmp_path, "cpu")) == 0
+    state = _check_pretrain_export(tmp_path, capsys)
+    assert "CPU" in state["runs"][-1]["device"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_pretrain_on_cuda_exports_fp32_cpu_model(tiny_corpus, tmp_path, capsys):
+    from engine.training import pretrain
+
+    assert pretrain.main(_pretrain_args(tiny_corpus, tmp_path, "cuda")) == 0
+    state = _check_pretrain_export(tmp_path, capsys)
+    assert state["runs"][-1]["device"] == torch.cuda.get_device_name()
