@@ -125,10 +125,11 @@ def sample(
     generator: torch.Generator | None = None,
 ) -> int:
     """One token id drawn from `logits` (V,) after the filters; greedy when temperature is 0."""
-    logits = process_logits(logits, sampling, history, allowed)
+    logits = process_logits(logits.float(), sampling, history, allowed)
     if sampling.temperature == 0:
         return int(torch.argmax(logits))
-    probs = torch.softmax(logits, dim=-1)
+    # Drawn on the CPU (377 probabilities): a seeded CPU generator works for a CUDA model too.
+    probs = torch.softmax(logits, dim=-1).cpu()
     return int(torch.multinomial(probs, 1, generator=generator))
 
 

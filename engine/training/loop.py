@@ -39,6 +39,7 @@ class LoopConfig:
     max_minutes: float | None = None  # stop (resumably) after this much wall time
     seed: int = 0
     threads: int | None = None
+    reset_patience: bool = False  # go on after an early stop (e.g. to anneal with a longer max_steps)
     device: str = "cpu"  # "cuda" trains in bf16 autocast; checkpoints are fp32 on the CPU either way
 
 
@@ -121,6 +122,8 @@ def train(
     # A run's own checkpoint wins; else `initial_state` (weights already in `model`, e.g. the
     # exported model on a fresh machine: the optimizer's moments restart), else a new run.
     state = _resume(model, optimizer, ckpt_dir) or initial_state or LoopState(history=[])
+    if cfg.reset_patience and state.stopped_because == "early stop":
+        state.stopped_because, state.evals_since_best = None, 0
     if state.stopped_because == "early stop" or state.step >= cfg.max_steps:
         log.info("training already finished at step %d (%s)", state.step, state.stopped_because)
         return state

@@ -74,6 +74,7 @@ piano MIDI, trained from scratch by `scripts/pretrain` on the corpus of `scripts
 | layers / width / heads | {mcfg.n_layer} / {mcfg.n_embd} / {mcfg.n_head} |
 | context | {mcfg.max_len} tokens (trained on {stats['train']['examples']:,} windows of <= {loop_seq(stats)} tokens) |
 | steps | {state.step:,} (best at {state.best_step:,}; stopped: {stop}), batch {loop.batch_size}, {state.tokens_seen:,} tokens seen |
+| schedule | AdamW, lr {loop.lr:g} (warm-up {loop.warmup_steps}, cosine to {loop.min_lr:g} at step {loop.max_steps:,}), weight decay {loop.weight_decay:g}, early stop after {loop.patience} evaluations without a better validation loss |
 | training time | {minutes:.0f} min: {runs_text(state)} |
 | validation NLL | {val_nll:.4f} nats/token on {which} ({stats['val']['tokens']:,} tokens, {stats['val']['pieces']} pieces); {state.best_val_loss:.4f} on the {loop.eval_batches}-batch subset used for early stopping |
 | validation bits per second of music | **{bits_per_s:.1f}** (= NLL x log2(e) x {tps} tokens/s) |
@@ -152,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     parser.add_argument("--eval-batches", type=int, default=16, help="validation batches per evaluation")
+    parser.add_argument("--reset-patience", action="store_true",
+                        help="go on after an early stop, e.g. to anneal the learning rate with a larger --steps")
     parser.add_argument("--fresh", action="store_true", help="start from random weights, not from the exported model")
     parser.add_argument("--json", action="store_true", help="one JSON line per step instead of bars")
     args = parser.parse_args(argv)
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     loop = LoopConfig(max_steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup, eval_every=args.eval_every,
                       eval_batches=args.eval_batches, patience=args.patience, max_minutes=args.minutes,
-                      threads=args.threads, device=device)
+                      threads=args.threads, device=device, reset_patience=args.reset_patience)
     run_dir = args.work / f"run-{tokenizer.fingerprint}-{args.layers}x{args.width}"
     (run_dir).mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps({"model": mcfg.to_dict(), "loop": asdict(loop),

@@ -86,6 +86,18 @@ def test_loop_trains_exports_and_resumes(tiny_corpus, tmp_path):
                     LoopConfig(max_steps=9, batch_size=4, eval_every=3, eval_batches=2, warmup_steps=2),
                     tmp_path / "ckpt")
     assert resumed.step == 9 and len(resumed.history) == 3
+    stopped = train(new_hf_model(mcfg, seed=1), train_x, val_x, tok.pad_id,
+                    LoopConfig(max_steps=30, batch_size=4, eval_every=3, eval_batches=2, warmup_steps=2, patience=1,
+                               lr=0.0), tmp_path / "ckpt")
+    assert stopped.stopped_because == "early stop" and stopped.step < 30
+    again = train(new_hf_model(mcfg, seed=1), train_x, val_x, tok.pad_id,
+                  LoopConfig(max_steps=30, batch_size=4, eval_every=3, eval_batches=2, patience=1, lr=0.0),
+                  tmp_path / "ckpt")
+    assert again.step == stopped.step  # finished: nothing to do
+    annealed = train(new_hf_model(mcfg, seed=1), train_x, val_x, tok.pad_id,
+                     LoopConfig(max_steps=30, batch_size=4, eval_every=3, eval_batches=2, patience=1, lr=0.0,
+                                reset_patience=True), tmp_path / "ckpt")
+    assert annealed.step == stopped.step + 3 and annealed.stopped_because == "early stop"
 
 
 def _pretrain_args(corpus, tmp_path, device):
