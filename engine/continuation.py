@@ -17,6 +17,7 @@ from engine.conditions import Conditions, conditions_from_notes
 from engine.events import AI, PERFORMER, PLAYER_NAMES, Note
 from engine.generate import Sampling, generate
 from engine.midi.midifile import TimedMessage
+from engine.token_decoder import IncrementalDecoder
 from engine.tokenizer import (
     CONDITION,
     DURATION,
@@ -24,7 +25,6 @@ from engine.tokenizer import (
     PROGRAM,
     SHIFT,
     VELOCITY,
-    IncrementalDecoder,
     JamTokenizer,
 )
 from engine.notes import fold_sustain

@@ -18,7 +18,8 @@ import numpy as np
 
 from engine.conditions import GENRES, conditions_from_notes
 from engine.events import AI, PERFORMER, Note
-from engine.training.corpus import humanize, read_notes, stretch, transpose, transpose_bounds
+from engine.training.augment import humanize, stretch, transpose, transpose_bounds
+from engine.training.midi_files import read_notes
 
 log = logging.getLogger(__name__)
 

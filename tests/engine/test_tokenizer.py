@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from engine.conditions import Conditions, conditions_from_notes, estimate_key, estimate_tempo_bpm
 from engine.events import AI, PERFORMER, Note
+from engine.token_decoder import IncrementalDecoder
 from engine.tokenizer import (
     BOS,
     CONDITION,
     DURATION,
-    IncrementalDecoder,
     JamTokenizer,
     TokenizerConfigError,
     make_config,
