@@ -1,10 +1,10 @@
 """The generation worker: one chunk of AI notes from a frozen request, and the thread that runs it.
 
-Each chunk re-encodes the last `context_s` seconds of both players, prefills the KV cache
-and samples under `NoteGrammar` until the decoder's clock passes the chunk end. A prefill
-of ~330 tokens costs ~20 ms on a laptop CPU, so this is simple and fast enough; keeping the
-cache warm between chunks (extend it with the performer's new notes through
-`IncrementalDecoder.append_notes` instead of re-encoding) is the later optimisation.
+The model's context is a `ContextStream` kept warm between chunks: each request carries
+the notes both players have played, the stream takes in only what changed (a few tokens),
+and the model samples under `NoteGrammar` until its clock passes the chunk end. Between
+chunks the session posts `SyncRequest`s as the performer's notes arrive, so when the AI's
+turn comes only the turn's own tokens remain to compute.
 """
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from typing import Callable
 import torch
 
 from engine.conditions import Conditions
-from engine.continuation import NoteGrammar, sample_chunk
+from engine.continuation import NoteGrammar
 from engine.events import AI, Note
 from engine.generate import Sampling
+from engine.stream import ContextStream
 from engine.tokenizer import JamTokenizer
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,17 @@ class ChunkRequest:
     context_s: float
     conditions: Conditions | None
     sampling: Sampling
+    enter: bool = False  # the AI's first note sounds at from_s (the start of a turn)
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """Take the notes played so far into the warm context; no result."""
+
+    context: tuple[Note, ...]
+    t_s: float
+    context_s: float
+    conditions: Conditions | None
 
 
 @dataclass(frozen=True)
@@ -59,9 +71,19 @@ class ChunkGenerator:
     def __init__(self, model, tokenizer: JamTokenizer, *, seed: int = 0) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.cache = model.new_cache()
+        self.stream = ContextStream(model, tokenizer)
         self.grammar = NoteGrammar(tokenizer, (AI,))
         self.generator = torch.Generator().manual_seed(seed)
+
+    def sync(self, request: SyncRequest) -> None:
+        """Never raises (a failure shows again, and is reported, at the next chunk)."""
+        try:
+            self.stream.context_s = request.context_s
+            self.stream.sync(request.context, request.t_s, request.conditions)
+            self.stream.flush()
+        except Exception:  # noqa: BLE001
+            log.exception("syncing the context failed")
+            self.stream.cache.reset()  # the next chunk rebuilds it
 
     def run(self, request: ChunkRequest) -> ChunkResult:
         """Never raises: a failing model gives a result with `error` set and no notes."""
@@ -75,10 +97,15 @@ class ChunkGenerator:
 
     def _run(self, request: ChunkRequest) -> tuple[list[Note], int]:
         t_s, chunk_end_s = request.from_s, request.from_s + request.chunk_s
-        fresh, n_tokens = sample_chunk(self.model, self.tokenizer, self.cache, list(request.context), t_s,
-                                       chunk_end_s, context_s=request.context_s, conditions=request.conditions,
-                                       sampling=request.sampling, allowed=self.grammar, generator=self.generator)
-        return [n for n in fresh if n.player == AI and t_s <= n.start_s < chunk_end_s], n_tokens
+        try:
+            self.stream.context_s = request.context_s
+            self.stream.sync(request.context, t_s, request.conditions)
+            played = self.stream.play(t_s, chunk_end_s, request.sampling, self.grammar, generator=self.generator,
+                                      enter=request.enter)
+        except Exception:
+            self.stream.cache.reset()  # whatever state it was left in, the next chunk rebuilds it
+            raise
+        return [n for n in played.notes if n.player == AI and t_s <= n.start_s < chunk_end_s], played.tokens
 
 
 class GenerationWorker:
@@ -90,7 +117,7 @@ class GenerationWorker:
     def __init__(self, chunks: ChunkGenerator, on_result: Callable[[ChunkResult], None]) -> None:
         self._chunks = chunks
         self._on_result = on_result
-        self._requests: queue.Queue[ChunkRequest | None] = queue.Queue()
+        self._requests: queue.Queue[ChunkRequest | SyncRequest | None] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -98,7 +125,7 @@ class GenerationWorker:
         self._thread = threading.Thread(target=self._run, name="jamtui-generate", daemon=True)
         self._thread.start()
 
-    def submit(self, request: ChunkRequest) -> None:
+    def submit(self, request: ChunkRequest | SyncRequest) -> None:
         self._requests.put(request)
 
     @property
@@ -116,4 +143,8 @@ class GenerationWorker:
             request = self._requests.get()
             if request is None or self._stop.is_set():
                 return
+            if isinstance(request, SyncRequest):
+                if self._requests.empty():  # a newer request carries newer notes: skip this one
+                    self._chunks.sync(request)
+                continue
             self._on_result(self._chunks.run(request))

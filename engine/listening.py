@@ -239,6 +239,10 @@ class Listener:
         elif event.kind is Kind.CONTROL and event.number == SUSTAIN_CC:
             self.pedal(t_s, event.value >= 64)
 
+    def silent_since(self) -> float | None:
+        """When the performer's last key went up, while no key is down (else None)."""
+        return None if self._down or self._last_key_s is None else self._last_key_s
+
     def phrase_ended(self, now_s: float, gap_s: float) -> bool:
         silence = None if self._last_key_s is None else (0.0 if self._down else now_s - self._last_key_s)
         return phrase_ended(len(self._down), silence, gap_s)

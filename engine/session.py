@@ -6,18 +6,20 @@ import collections
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Callable
 
 from engine.clock import Clock, FakeClock, MonotonicClock, s_to_ns
 from engine.events import AI, PERFORMER, SUSTAIN_CC, Kind, MidiEvent, Note
-from engine.generation import ChunkGenerator, ChunkRequest, ChunkResult, GenerationWorker
+from engine.generation import ChunkGenerator, ChunkRequest, ChunkResult, GenerationWorker, SyncRequest
 from engine.injection import EchoMeter, blend, interleave, keep_register
 from engine.listening import Listener
-from engine.metrics import LatencyTracker
 from engine.midi.capture import Capture
 from engine.midi.scheduler import OutputScheduler
 from engine.presets import MODES, Preset
+from engine.session_state import CueTimer, SessionEvent, SessionMetrics
+
+__all__ = ["Session", "SessionEvent", "SessionMetrics"]
 
 log = logging.getLogger(__name__)
 _TICK_S = 0.005  # the live control loop's period
@@ -25,36 +27,8 @@ _ANSWER_MIN_S, _ANSWER_MAX_S = 2.0, 6.0  # call-and-response: the AI's phrase le
 _FIRST_CHUNK_S = 0.5  # call-and-response: the answer's first chunk, kept short for latency
 _RING_S = 0.5  # an answer's last notes may ring this long past its turn
 _MEMORY_S = 30.0  # notes kept for the context (the longest context_s)
-
-
-@dataclass(frozen=True)
-class SessionEvent:
-    """Something a UI shows: kind ("ai_phrase_started", "ai_phrase_ended", "ai_yielded",
-    "mode_changed", "preset_changed", "panicked", "generation_failed"), session seconds, detail."""
-
-    kind: str
-    t_s: float
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SessionMetrics:
-    mode: str
-    response_latency_ms_p50: float
-    response_latency_ms_p99: float
-    responses: int
-    rtf: float  # seconds of music generated per second of compute
-    lead_s: float  # how far generation is ahead of now
-    input_queue_depth: int
-    output_pending: int
-    generation_queue_depth: int
-    dropped_onsets: int  # capture overflow + onsets the scheduler dropped as too late
-    notes_in: int
-    notes_out: int
-    chunks: int
-    generation_errors: int
-    echo_rate: float
-    lateness_ms_p99: float
+_ECHO_PHRASE_S, _ECHO_CALL_S = 2.0, 4.0  # accompany/continuous: AI phrases of 2 s vs the performer's last 4 s
+_PREPARE_MIN_S, _PREPARE_MAX_S = 0.06, 0.4  # a turn's first chunk is asked for this long before its cue
 
 
 class Session:
@@ -102,10 +76,11 @@ class Session:
         self._cursor_s = 0.0  # generation writes from here on
         self._turn_end_s: float | None = None  # call-and-response: the AI's turn lasts until here
         self._turn_notes: list[Note] = []
-        self._cue_ns: int | None = None
-        self._cue_compute_ns = 0
-        self._cue_answered = False
-        self._latency = LatencyTracker()
+        self._echo_window: list[Note] = []  # accompany/continuous: the AI's phrase being collected
+        self._cues = CueTimer()
+        self._enter = False  # the next chunk starts a turn: its first note sounds at its start
+        self._first_chunk_s = 0.05  # running estimate of a turn's first-chunk compute
+        self._chunk_compute_s = 0.05  # running estimate of any chunk's compute
         self._echo = EchoMeter()
         self.notes_in = self.notes_out = self.chunks = self.generation_errors = 0
         self._compute_s = self._music_s = 0.0
@@ -134,7 +109,8 @@ class Session:
 
     def metrics(self) -> SessionMetrics:
         stats, capture = self.scheduler.stats(), self.capture.stats()
-        summary = self._latency.summary_ms("response")
+        summary = self._cues.latency.summary_ms("response")
+        first = self._cues.first_chunk.summary_ms("first")
         with self._lock:
             return SessionMetrics(
                 mode=self.mode,
@@ -153,6 +129,9 @@ class Session:
                 generation_errors=self.generation_errors,
                 echo_rate=self._echo.echo_rate,
                 lateness_ms_p99=stats.lateness_ms_p99,
+                first_chunk_ms_p50=first["first_ms_p50"],
+                ai_phrases=self._echo.ai_phrases,
+                prepare_ms=self._prepare_s * 1000,
             )
 
     # -- running ---------------------------------------------------------------------------
@@ -265,6 +244,7 @@ class Session:
                 horizon = t_s - _MEMORY_S
                 if self._performer[0].end_s < horizon:
                     self._performer = [n for n in self._performer if n.end_s >= horizon]
+                self._sync(self._now_s(now_ns))
         elif event.kind is Kind.CONTROL:
             if event.number == SUSTAIN_CC:
                 self.listener.pedal(t_s, event.value >= 64)
@@ -281,16 +261,15 @@ class Session:
                 if self._pending_preset is not None:
                     self._apply_preset(self._pending_preset, now_s)
                     return
-                cue = self._handover or self.listener.phrase_ended(now_s, self.preset.phrase_gap_s)
-                if self._phrase and not self._held and cue:
-                    self._begin_turn(now_ns, now_s)
-                else:
+                cue_s = self._next_cue_s(now_s)
+                if cue_s is None:
                     self._handover = self._handover and bool(self._phrase)
                     return
+                self._begin_turn(cue_s)
             elif now_s >= self._turn_end_s + _RING_S and self._cursor_s >= self._turn_end_s:
                 self._end_turn(now_s)
                 return
-            if self._cursor_s < self._turn_end_s and self._cursor_s < now_s + self.preset.lookahead_s:
+            if self._cursor_s < self._turn_end_s and self._cursor_s < now_s + self._lookahead_s:
                 # A short first chunk: its notes reach the scheduler sooner, the rest follow ahead of them.
                 chunk_s = self.chunk_s if self._turn_notes else min(self.chunk_s, _FIRST_CHUNK_S)
                 self._request(now_s, min(chunk_s, self._turn_end_s - self._cursor_s))
@@ -298,31 +277,62 @@ class Session:
             if self._pending_preset is not None:
                 self._apply_preset(self._pending_preset, now_s)
                 return
+            if not self._ai and not self._cues.pending and self._cursor_s <= now_s:
+                # The AI's entry: scheduled a moment ahead and generated before it (the cue).
+                self._cursor_s = now_s + self._prepare_s
+                self._cues.cue(self.start_ns + s_to_ns(self._cursor_s))
+                self._enter = True
             self._cursor_s = max(self._cursor_s, now_s)
-            if self._cursor_s < now_s + self.preset.lookahead_s:
-                if self._cue_ns is None and not self._ai:
-                    self._cue_ns, self._cue_compute_ns, self._cue_answered = now_ns, 0, False  # the first entry counts as a response
+            if self._cursor_s < now_s + self._lookahead_s:
                 self._request(now_s, self.chunk_s)
 
-    def _begin_turn(self, now_ns: int, now_s: float) -> None:
+    @property
+    def _prepare_s(self) -> float:
+        """Lead for a turn's first chunk: a few times its measured compute, within bounds."""
+        return min(max(3 * self._first_chunk_s + 0.02, _PREPARE_MIN_S), _PREPARE_MAX_S)
+
+    @property
+    def _lookahead_s(self) -> float:
+        """The preset's lookahead, longer on a machine too slow for it (play later, not stutter)."""
+        return max(self.preset.lookahead_s, 2 * self._chunk_compute_s + 0.05)
+
+    def _next_cue_s(self, now_s: float) -> float | None:
+        """Call-and-response: when the AI's turn starts, if it is time to prepare it. A phrase
+        ends `phrase_gap_s` after the last key went up: the turn is generated `_prepare_s`
+        before that, so the answer is ready on the cue (a key pressed before it cancels)."""
+        if not self._phrase or self._held:
+            return None
+        if self._handover:
+            return now_s
+        since = self.listener.silent_since()
+        if since is None:
+            return None
+        cue_s = since + self.preset.phrase_gap_s
+        return max(cue_s, now_s) if now_s >= cue_s - self._prepare_s else None
+
+    def _begin_turn(self, cue_s: float) -> None:
         span_s = max(n.end_s for n in self._phrase) - min(n.start_s for n in self._phrase)
-        self._turn_end_s = now_s + min(max(span_s, _ANSWER_MIN_S), _ANSWER_MAX_S)
-        self._cursor_s = now_s
+        self._turn_end_s = cue_s + min(max(span_s, _ANSWER_MIN_S), _ANSWER_MAX_S)
+        self._cursor_s = cue_s
         self._turn_notes = []
-        self._echo.observe_performer(self._phrase)
         self._handover = False
-        with self._lock:
-            self._cue_ns, self._cue_compute_ns, self._cue_answered = now_ns, 0, False
-        self._emit("ai_phrase_started", now_s, until_s=self._turn_end_s)
+        self._enter = True
+        self._cues.cue(self.start_ns + s_to_ns(cue_s))
+        self._emit("ai_phrase_started", cue_s, until_s=self._turn_end_s)
 
     def _end_turn(self, now_s: float, *, yielded: bool = False) -> None:
-        if self._turn_notes:
-            self._echo.observe_ai(self._turn_notes)
+        sounded = [n for n in self._turn_notes if n.start_s < now_s]
+        if sounded:
+            self._echo.observe_performer(self._phrase)
+            self._echo.observe_ai(sounded)
         self._turn_end_s = None
-        self._phrase = [n for n in self._phrase if n.start_s >= now_s] if yielded else []
-        with self._lock:
-            self._cue_ns = None
-        self._emit("ai_yielded" if yielded else "ai_phrase_ended", now_s)
+        if not yielded:
+            self._phrase = []
+        elif sounded:  # the performer cut in on the answer: their new call starts now
+            self._phrase = [n for n in self._phrase if n.start_s >= now_s]
+        # else: they played on before the answer began (a longer pause, not the end): same call
+        self._cues.cancel()
+        self._emit("ai_yielded" if yielded else "ai_phrase_ended", now_s, **({} if sounded or not yielded else {"before_entry": True}))
 
     def _yield(self, at_ns: int) -> None:
         """The performer played at `at_ns`: no AI onset after it (one already sent ends now);
@@ -333,6 +343,7 @@ class Session:
         self._epoch += 1
         self._in_flight = False
         self._end_turn(now_s, yielded=True)
+        self._sync(now_s)  # the answer's unplayed notes leave the model's context
 
     def generate_chunk(self, now_s: float) -> list[Note]:
         """The model step on its own: AI notes for [now_s, now_s + chunk_s), blended and
@@ -345,24 +356,43 @@ class Session:
             raise result.error
         return self._fit(result.notes, now_s)
 
-    def _make_request(self, now_s: float, from_s: float, chunk_s: float) -> ChunkRequest:
-        window_start_s = from_s - self.preset.context_s
+    def _context(self, now_s: float, until_s: float) -> tuple[Note, ...]:
+        """Both players' notes for the model: the performer's as injection lets them in."""
+        window_start_s = until_s - self.preset.context_s
         performer = [n for n in self._performer if n.end_s > window_start_s]
         performer += [Note(s, max(now_s, s + 0.005), p, v, PERFORMER) for p, (s, v) in self._held.items()]
         heard = interleave(performer, now_s, self._settings)
         context = sorted([*heard.notes, *(n for n in self._ai if n.end_s > window_start_s)],
                          key=lambda n: (n.start_s, n.pitch))
-        return ChunkRequest(self._epoch, from_s, chunk_s, tuple(context), self.preset.context_s,
-                            self._conditions, self._sampling)
+        return tuple(context)
 
-    def _request(self, now_s: float, chunk_s: float) -> None:
-        request = self._make_request(now_s, self._cursor_s, chunk_s)
-        self._in_flight = True
+    def _make_request(self, now_s: float, from_s: float, chunk_s: float, enter: bool = False) -> ChunkRequest:
+        return ChunkRequest(self._epoch, from_s, chunk_s, self._context(now_s, from_s), self.preset.context_s,
+                            self._conditions, self._sampling, enter)
+
+    def _sync(self, now_s: float) -> None:
+        """Keep the model's context warm: take in what was played since the last chunk."""
+        if not self._started or self._stopped:
+            return
+        until_s = max(self._cursor_s, now_s)
+        request = SyncRequest(self._context(now_s, until_s), until_s, self.preset.context_s, self._conditions)
         if self._live:
             assert self._worker is not None
             self._worker.submit(request)
         else:
-            self._accept(self._chunks.run(request), self.clock.now_ns())
+            self._chunks.sync(request)
+
+    def _request(self, now_s: float, chunk_s: float) -> None:
+        request = self._make_request(now_s, self._cursor_s, chunk_s, self._enter)
+        self._enter = False
+        self._in_flight = True
+        now_ns = self.clock.now_ns()
+        self._cues.requested(now_ns)
+        if self._live:
+            assert self._worker is not None
+            self._worker.submit(request)
+        else:
+            self._accept(self._chunks.run(request), now_ns)
 
     def _accept(self, result: ChunkResult, now_ns: int) -> None:
         request = result.request
@@ -374,16 +404,34 @@ class Session:
             self.chunks += 1
             self._compute_s += result.compute_s
             self._music_s += request.chunk_s
-            if self._cue_ns is not None and not self._cue_answered:
-                # Compute up to the chunk holding the answer's first note; later chunks overlap playback.
-                self._cue_compute_ns += round(result.compute_s * 1e9)
-                self._cue_answered = bool(result.notes)
+        self._cues.computed(round(result.compute_s * 1e9), bool(result.notes))
+        self._chunk_compute_s += 0.2 * (result.compute_s - self._chunk_compute_s)
+        if request.enter:
+            self._first_chunk_s += 0.2 * (result.compute_s - self._first_chunk_s)
         self._cursor_s = request.from_s + request.chunk_s
         if result.error is not None:
             self.generation_errors += 1
             self._emit("generation_failed", now_s, error=repr(result.error))
             return
-        self._schedule(self._fit(result.notes, now_s), now_ns)
+        fitted = self._fit(result.notes, now_s)
+        self._schedule(fitted, now_ns)
+        if self.mode != "call-and-response":
+            self._observe_echo(fitted)
+        if result.notes:
+            self._sync(now_s)  # the context holds what the AI actually plays (blended, limited)
+
+    def _observe_echo(self, notes: list[Note]) -> None:
+        """Without turns, the AI's phrases are its 2 s stretches, each compared with what the
+        performer played in the 4 s before it (when they played a phrase there)."""
+        self._echo_window += notes
+        if not self._echo_window or self._echo_window[-1].start_s - self._echo_window[0].start_s < _ECHO_PHRASE_S:
+            return
+        start_s = self._echo_window[0].start_s
+        call = [n for n in self._performer if start_s - _ECHO_CALL_S <= n.start_s < start_s]
+        if len(call) >= 3:
+            self._echo.observe_performer(call)
+            self._echo.observe_ai(self._echo_window)
+        self._echo_window = []
 
     def _fit(self, notes, now_s: float) -> list[Note]:
         return self._within_limits(blend(notes, self.listener.listen(now_s), self._settings, self._phrase))
@@ -415,6 +463,7 @@ class Session:
                 off_ns += now_ns - on_ns
                 on_ns = now_ns
             self.scheduler.schedule_note(on_ns, max(off_ns, on_ns + 1_000_000), n.pitch, n.velocity, self.channel)
+            self._cues.scheduled(on_ns)
             self._ai.append(n)
             self._turn_notes.append(n)
         if self._ai and self._ai[0].end_s < self._now_s(now_ns) - _MEMORY_S:
@@ -429,11 +478,7 @@ class Session:
             return
         with self._lock:
             self.notes_out += 1
-            if self._cue_ns is not None:
-                # Under a FakeClock compute takes no virtual time: count the real compute instead.
-                waited_ns = event.t_ns - self._cue_ns
-                self._latency.add(max(waited_ns, self._cue_compute_ns if not self._live else 0))
-                self._cue_ns = None
+        self._cues.sent(self.clock.now_ns() if self._live else event.t_ns, live=self._live)
 
     # -- commands --------------------------------------------------------------------------
 
@@ -467,8 +512,7 @@ class Session:
         self._turn_end_s = None
         self._phrase = []
         self._cursor_s = now_s
-        with self._lock:
-            self._cue_ns = None
+        self._cues.cancel()
 
     def _apply_preset(self, preset: Preset, now_s: float | None = None) -> None:
         self.preset = preset

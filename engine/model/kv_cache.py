@@ -97,6 +97,15 @@ class KVCache:
         self.length = keep_last
         # last_logits stays: it still predicts the next token (from the pre-trim context).
 
+    def truncate(self, length: int) -> None:
+        """Drop the newest slots so `length` remain (a rollback; exact, unlike `trim`). The next
+        token's logits are unknown until another token is appended: `last_logits` becomes None."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"length must be in [0, {self.length}], got {length}")
+        if length < self.length:
+            self.length = length
+            self.last_logits = None
+
     def check_room(self, n_tokens: int) -> None:
         if n_tokens > self.room:
             raise CacheFullError(

@@ -1,0 +1,108 @@
+"""What a session reports (events, metrics) and how it times its responses."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.metrics import LatencyTracker
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """Something a UI shows: kind ("ai_phrase_started", "ai_phrase_ended", "ai_yielded",
+    "mode_changed", "preset_changed", "panicked", "generation_failed", "failed"), session
+    seconds, detail."""
+
+    kind: str
+    t_s: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SessionMetrics:
+    mode: str
+    response_latency_ms_p50: float
+    response_latency_ms_p99: float
+    responses: int
+    rtf: float  # seconds of music generated per second of compute
+    lead_s: float  # how far generation is ahead of now
+    input_queue_depth: int
+    output_pending: int
+    generation_queue_depth: int
+    dropped_onsets: int  # capture overflow + onsets the scheduler dropped as too late
+    notes_in: int
+    notes_out: int
+    chunks: int
+    generation_errors: int
+    echo_rate: float
+    lateness_ms_p99: float
+    ai_phrases: int = 0  # the AI phrases echo_rate is counted over
+    first_chunk_ms_p50: float = 0.0  # compute of a turn's first chunk (hidden by generating ahead)
+    prepare_ms: float = 0.0  # how long before a predicted cue the turn's first chunk is asked for
+
+
+class CueTimer:
+    """Response latency: from a cue (the performer's phrase end, or the AI's scheduled entry)
+    to the AI's first note-on after it.
+
+    Live, the note-on's real send time counts. Under a `FakeClock` compute takes no virtual
+    time, so the answer counts as ready at request time + the real compute of the chunks up
+    to the one holding the first note, and the first note sounds at the later of that and
+    its scheduled time. Thread-safe: the scheduler thread reports sends.
+    """
+
+    def __init__(self) -> None:
+        self.latency = LatencyTracker()
+        self.first_chunk = LatencyTracker()
+        self._lock = threading.Lock()
+        self._cue_ns: int | None = None
+        self._request_ns: int | None = None
+        self._compute_ns = 0
+        self._answered = False
+        self._first_on_ns: int | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._cue_ns is not None
+
+    def cue(self, at_ns: int) -> None:
+        with self._lock:
+            self._cue_ns, self._request_ns, self._compute_ns = at_ns, None, 0
+            self._answered, self._first_on_ns = False, None
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cue_ns = None
+
+    def requested(self, now_ns: int) -> None:
+        with self._lock:
+            if self._cue_ns is not None and self._request_ns is None:
+                self._request_ns = now_ns
+
+    def computed(self, compute_ns: int, has_notes: bool) -> None:
+        """A chunk for this cue came back after `compute_ns` of real compute."""
+        with self._lock:
+            if self._cue_ns is not None and not self._answered:
+                self._compute_ns += compute_ns
+                self._answered = has_notes
+                if has_notes:
+                    self.first_chunk.add(self._compute_ns)
+
+    def scheduled(self, on_ns: int) -> None:
+        with self._lock:
+            if self._cue_ns is not None and (self._first_on_ns is None or on_ns < self._first_on_ns):
+                self._first_on_ns = on_ns
+
+    def sent(self, sent_ns: int, *, live: bool) -> None:
+        """The first note-on after the cue left; records the response."""
+        with self._lock:
+            if self._cue_ns is None:
+                return
+            if live:
+                waited = sent_ns - self._cue_ns
+            else:
+                ready = (self._request_ns if self._request_ns is not None else self._cue_ns) + self._compute_ns
+                waited = max(self._first_on_ns if self._first_on_ns is not None else sent_ns, ready) - self._cue_ns
+            self.latency.add(max(0, waited))
+            self._cue_ns = None
