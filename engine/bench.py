@@ -131,9 +131,10 @@ def bench_scheduler(
 
 
 def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None = 1, port=None,
-            model=None) -> dict[str, float | int | str]:
+            model=None, tokenizer=None, preset=None, cues: int = 20) -> dict[str, float | int | str]:
     """Every benchmark this build has, in one flat dict. `port`: a real output to send through;
-    `model`: the live model for the model rows (context of 10 s of music, 2 s chunks)."""
+    `model`: the live model for the model rows (context of 10 s of music, 2 s chunks); with
+    `tokenizer` and `preset` too, the live duet rows (`cues` phrase ends; 0 skips them)."""
     result = bench_scheduler(n_events, load=load, load_threads=load_threads, port=port)
     if model is not None:
         from engine.model.bench import bench_model
@@ -143,4 +144,8 @@ def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None
         rows = bench_model(model, context_tokens=round(10 * tokens_per_s), chunk_tokens=round(2 * tokens_per_s),
                            tokens_per_s_of_music=tokens_per_s)
         result.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows.items()})
+    if model is not None and tokenizer is not None and preset is not None and cues > 0:
+        from engine.jam_bench import bench_jam
+
+        result.update(bench_jam(model, tokenizer, preset, cues=cues))
     return result

@@ -131,8 +131,18 @@ class Session:
                 lateness_ms_p99=stats.lateness_ms_p99,
                 first_chunk_ms_p50=first["first_ms_p50"],
                 ai_phrases=self._echo.ai_phrases,
+                compute_s=self._compute_s,
                 prepare_ms=self._prepare_s * 1000,
             )
+
+    def response_samples_ms(self) -> list[float]:
+        """Every response latency so far (ms), oldest first."""
+        return [v / 1e6 for v in self._cues.latency.samples()]
+
+    def compute_s_since(self, before: SessionMetrics) -> float:
+        """Generation compute (s) since `before` was taken (chunks are counted in metrics)."""
+        with self._lock:
+            return self._compute_s - before.compute_s
 
     # -- running ---------------------------------------------------------------------------
 
@@ -289,7 +299,8 @@ class Session:
     @property
     def _prepare_s(self) -> float:
         """Lead for a turn's first chunk: a few times its measured compute, within bounds."""
-        return min(max(3 * self._first_chunk_s + 0.02, _PREPARE_MIN_S), _PREPARE_MAX_S)
+        cap = min(_PREPARE_MAX_S, self.preset.phrase_gap_s / 2) if self.mode == "call-and-response" else _PREPARE_MAX_S
+        return min(max(3 * self._first_chunk_s + 0.02, _PREPARE_MIN_S), cap)
 
     @property
     def _lookahead_s(self) -> float:

@@ -38,6 +38,7 @@ class SessionMetrics:
     echo_rate: float
     lateness_ms_p99: float
     ai_phrases: int = 0  # the AI phrases echo_rate is counted over
+    compute_s: float = 0.0  # generation compute so far
     first_chunk_ms_p50: float = 0.0  # compute of a turn's first chunk (hidden by generating ahead)
     prepare_ms: float = 0.0  # how long before a predicted cue the turn's first chunk is asked for
 

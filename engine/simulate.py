@@ -5,6 +5,7 @@ still measured for real, so response latencies and the real-time factor are hone
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -41,8 +42,17 @@ def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: f
     session = Session(player, sink, model, tokenizer, preset, clock=clock, recorder=recorder, seed=seed)
     length_s = minutes * 60 if minutes is not None else player.duration_s + 5.0
     started = time.perf_counter()
+    segments = []
     try:
-        session.run_simulated(length_s, pump=player.pump, step_s=step_s)
+        # In segments, so a long run shows whether memory or latency drifts.
+        segment_s = max(60.0, length_s / 12)
+        t_s = 0.0
+        while t_s < length_s:
+            t_s = min(t_s + segment_s, length_s)
+            before = session.metrics()
+            seen = len(session.response_samples_ms())
+            session.run_simulated(t_s, pump=player.pump, step_s=step_s)
+            segments.append(_segment(session, before, seen, t_s))
     finally:
         session.stop()
         paths = recorder.close()
@@ -70,4 +80,34 @@ def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: f
         "dropped_onsets": metrics.dropped_onsets,
         "generation_errors": metrics.generation_errors,
         "chunks": metrics.chunks,
+        "rss_mb_first": segments[0]["rss_mb"] if segments else None,
+        "rss_mb_last": segments[-1]["rss_mb"] if segments else None,
+        "segments": segments,
     }
+
+
+def _segment(session: Session, before, seen: int, t_s: float) -> dict:
+    """One stretch of a long run: memory, compute per chunk and responses in it."""
+    after = session.metrics()
+    chunks = after.chunks - before.chunks
+    responses = session.response_samples_ms()[seen:]
+    return {
+        "until_s": round(t_s, 1),
+        "rss_mb": round(_rss_mb(), 1),
+        "chunks": chunks,
+        "ai_notes": after.notes_out - before.notes_out,
+        "chunk_compute_ms_mean": round(1000 * session.compute_s_since(before) / chunks, 2) if chunks else None,
+        "response_ms_max": round(max(responses), 3) if responses else None,
+        "lateness_ms_p99": after.lateness_ms_p99,
+    }
+
+
+def _rss_mb() -> float:
+    """Resident memory of this process now (Linux /proc; the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -68,13 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--genre", help="condition: jazz-comping, classical-piano, folk, performance, unknown")
     gen.add_argument("--both", action="store_true", help="let the model play both parts, not only the answer")
 
-    jam = sub.add_parser("jam", help="jam with the model (headless for now: --headless)")
+    jam = sub.add_parser("jam", help="jam with the model: the console, started on these ports (or --headless)")
     jam.add_argument("--headless", action="store_true", help="no console: log metrics, Ctrl-C ends in silence")
     jam.add_argument("--in", dest="in_port", default="virtual:jamtui in", help="your keyboard's port, or a .mid file")
     jam.add_argument("--out", dest="out_port", default="virtual:jamtui out", help="the synth or DAW port")
     jam.add_argument("--preset", default="default", help="a preset name or a TOML file (default: default)")
     jam.add_argument("--record", type=Path, metavar="DIR", help="record both players to DIR")
-    jam.add_argument("--seconds", type=float, help="stop after this many seconds")
+    jam.add_argument("--seconds", type=float, help="stop (and quit) after this many seconds")
 
     sim = sub.add_parser("simulate", help="a whole duet on a fake clock, faster than real time")
     sim.add_argument("--performer", type=Path, required=True, help="a .mid file that plays the performer")
@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="send through this output port (default: an in-memory port)")
     bench.add_argument("--model", type=Path, help="checkpoint for the model rows (default: the shipped model)")
     bench.add_argument("--no-model", action="store_true", help="only the scheduler rows")
+    bench.add_argument("--cues", type=int, default=20,
+                       help="phrase ends for the live duet rows (first_note_ms; default 20, 0 skips them)")
+    bench.add_argument("--preset", default="default", help="preset of the live duet rows (name or .toml path)")
 
     preset = sub.add_parser("preset", help="list, show and check presets")
     preset_sub = preset.add_subparsers(dest="preset_command", metavar="ACTION", required=True)
@@ -233,11 +236,16 @@ def cmd_bench(args) -> int:
     from engine.bench import run_all
     from engine.midi.ports import open_output
 
-    model = None if args.no_model else _load_model(args.model)[0]
+    from engine.presets import load_preset
+
+    if args.cues < 0:
+        raise UserError(f"--cues must be 0 or more, got {args.cues}")
+    preset = load_preset(args.preset)
+    model, tokenizer = (None, None) if args.no_model else _load_model(args.model)
     port = open_output(args.out, api=args.api) if args.out else None
     try:
         result = run_all(n_events=args.events, load=not args.no_load, load_threads=args.load_threads, port=port,
-                         model=model)
+                         model=model, tokenizer=tokenizer, preset=preset, cues=args.cues)
     finally:
         if port is not None:
             port.close()
@@ -343,11 +351,12 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_jam(args) -> int:
+    if not args.headless:
+        return cmd_app(args)  # before the engine's imports: the console loads torch in a worker
     from engine.clock import MonotonicClock
+    from engine.midi.watch import PortWatcher
     from engine.session import Session
 
-    if not args.headless:
-        raise UserError("the console jam screen is not built yet: use `jamtui jam --headless`")
     preset, model, tokenizer = _preset_and_model(args.preset)
     clock = MonotonicClock()
     source, sink = _open_ports(args, clock)
@@ -358,6 +367,8 @@ def cmd_jam(args) -> int:
     stop = threading.Event()
     _stop_on_signals(stop)
     session.start()
+    watcher = PortWatcher([source, sink])  # a synth or keyboard that vanishes is reopened when it is back
+    watcher.start()
     print(f"jamtui jam: {source.name} -> {sink.name}, preset {preset.name} ({preset.mode}); Ctrl-C to stop",
           file=sys.stderr, flush=True)
     deadline = clock.now_ns() + int(args.seconds * 1e9) if args.seconds else None
@@ -370,6 +381,7 @@ def cmd_jam(args) -> int:
             if deadline is not None and clock.now_ns() >= deadline:
                 break
     finally:
+        watcher.stop()  # before the ports close, or it would reopen them
         session.stop()
         sink.close()
         source.close()
@@ -382,10 +394,9 @@ def cmd_jam(args) -> int:
 
 
 def cmd_app(args) -> int:
-    from jamtui.app import JamApp
+    from jamtui.app import run_console
 
-    JamApp(api=args.api).run()
-    return 0
+    return run_console(args)
 
 
 if __name__ == "__main__":
