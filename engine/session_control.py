@@ -1,0 +1,139 @@
+"""The thread-safe face of a `Session`: commands posted to its control thread (mode, preset,
+panic), the events and metrics a UI polls, and how the commands are applied there."""
+from __future__ import annotations
+
+import logging
+import queue
+from dataclasses import replace
+from typing import Any
+
+from engine.clock import s_to_ns
+from engine.presets import MODES, Preset
+from engine.session_state import SessionEvent, SessionMetrics
+
+log = logging.getLogger("engine.session")
+
+
+class SessionControl:
+    """Mixed into `Session`, whose state it reads; apart from the `_apply_*` methods (control
+    thread), everything here is safe from any thread."""
+
+    # -- control (any thread) --------------------------------------------------------------
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self._commands.put(("mode", mode))
+
+    def set_preset(self, preset: Preset) -> None:
+        """Takes effect once the phrase being played is committed (the AI's turn ends)."""
+        self._commands.put(("preset", preset))
+
+    def panic(self) -> None:
+        self._commands.put(("panic", None))
+        self.scheduler.panic()  # silence at once, whatever the control thread is doing
+
+    def events(self) -> list[SessionEvent]:
+        """The events since the last call (oldest first)."""
+        out = []
+        while self._events:
+            out.append(self._events.popleft())
+        return out
+
+    def metrics(self) -> SessionMetrics:
+        stats, capture = self.scheduler.stats(), self.capture.stats()
+        summary = self._cues.latency.summary_ms("response")
+        first = self._cues.first_chunk.summary_ms("first")
+        with self._lock:
+            return SessionMetrics(
+                mode=self.mode,
+                response_latency_ms_p50=summary["response_ms_p50"],
+                response_latency_ms_p99=summary["response_ms_p99"],
+                responses=int(summary["response_count"]),
+                rtf=self._music_s / self._compute_s if self._compute_s else float("inf"),
+                lead_s=max(0.0, self._cursor_s - self._now_s(self.clock.now_ns())),
+                input_queue_depth=capture.queue_depth,
+                output_pending=stats.pending,
+                generation_queue_depth=(self._worker.depth if self._worker else 0) + int(self._in_flight),
+                dropped_onsets=capture.dropped + stats.dropped_late,
+                notes_in=self.performer.notes_in,
+                notes_out=self.notes_out,
+                chunks=self.chunks,
+                generation_errors=self.generation_errors,
+                echo_rate=self._echo.echo_rate,
+                lateness_ms_p99=stats.lateness_ms_p99,
+                first_chunk_ms_p50=first["first_ms_p50"],
+                ai_phrases=self._echo.ai_phrases,
+                compute_s=self._compute_s,
+                prepare_ms=self._prepare_s * 1000,
+            )
+
+    def response_samples_ms(self) -> list[float]:
+        """Every response latency so far (ms), oldest first."""
+        return [v / 1e6 for v in self._cues.latency.samples()]
+
+    def compute_s_since(self, before: SessionMetrics) -> float:
+        """Generation compute (s) since `before` was taken (chunks are counted in metrics)."""
+        with self._lock:
+            return self._compute_s - before.compute_s
+
+    # -- commands --------------------------------------------------------------------------
+
+    def _apply_commands(self, now_ns: int) -> None:
+        now_s = self._now_s(now_ns)
+        while True:
+            try:
+                kind, value = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "mode" and value != self.mode:
+                self._change_mode(value, now_s)
+            elif kind == "preset":
+                self._pending_preset = value
+            elif kind == "panic":
+                # Also drops onsets a chunk scheduled between the silence and this tick.
+                self._reset_generation(now_ns)
+                self._emit("panicked", now_s)
+
+    def _change_mode(self, mode: str, now_s: float) -> None:
+        self._reset_generation(self.start_ns + s_to_ns(now_s))
+        old, self.mode = self.mode, mode
+        self._emit("mode_changed", now_s, mode=mode, previous=old)
+
+    def _reset_generation(self, now_ns: int) -> None:
+        self.scheduler.cancel(after_ns=now_ns)
+        now_s = self._now_s(now_ns)
+        self._ai = [n for n in self._ai if n.start_s <= now_s]
+        self._epoch += 1
+        self._in_flight = False
+        self._turn_end_s = None
+        self.performer.phrase = []
+        self._cursor_s = now_s
+        self._cues.cancel()
+
+    def _apply_preset(self, preset: Preset, now_s: float | None = None) -> None:
+        self.preset = preset
+        self._pending_preset = None
+        self._base_settings = preset.injection.to_settings(preset.limits)
+        self._sampling = preset.sampling.to_sampling()
+        self._conditions = preset.conditioning.to_conditions()
+        if now_s is not None:
+            self._emit("preset_changed", now_s, name=preset.name)
+            if preset.mode != self.mode:
+                self._change_mode(preset.mode, now_s)
+
+    @property
+    def _settings(self):
+        settings = self._base_settings
+        if self.mode == "accompany" and settings.velocity_under_db is None:
+            settings = replace(settings, velocity_under_db=3.0)  # an accompanist stays under the soloist
+        return settings
+
+    def _emit(self, kind: str, t_s: float, **detail: Any) -> None:
+        event = SessionEvent(kind, t_s, detail)
+        self._events.append(event)
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:  # noqa: BLE001 - a UI bug must not stop the music
+                log.exception("on_event callback failed")
