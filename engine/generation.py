@@ -62,6 +62,19 @@ class ChunkResult:
     tokens: int
     compute_s: float  # real compute (time.perf_counter), also under a FakeClock
     error: BaseException | None = None
+    first_note_s: float | None = None  # compute until the chunk's first note was complete
+    streamed: tuple[Note, ...] = ()  # notes already handed out one by one (`NoteResult`)
+
+
+@dataclass(frozen=True)
+class NoteResult:
+    """One note of a turn's first chunk, handed out the moment its last token is sampled, so
+    an entry that could not be prepared ahead (a hand-over key) sounds without waiting for
+    the rest of the chunk."""
+
+    request: ChunkRequest
+    note: Note
+    compute_s: float  # since the chunk began
 
 
 class ChunkGenerator:
@@ -85,23 +98,37 @@ class ChunkGenerator:
             log.exception("syncing the context failed")
             self.stream.cache.reset()  # the next chunk rebuilds it
 
-    def run(self, request: ChunkRequest) -> ChunkResult:
-        """Never raises: a failing model gives a result with `error` set and no notes."""
+    def run(self, request: ChunkRequest, on_note: Callable[[NoteResult], None] | None = None) -> ChunkResult:
+        """Never raises: a failing model gives a result with `error` set and no notes.
+        `on_note`: each note of an entering chunk as soon as it is complete."""
         started = time.perf_counter()
+        first: list[float] = []
+        streamed: list[Note] = []
+        end_s = request.from_s + request.chunk_s
+
+        def each(note: Note) -> None:
+            if not request.from_s <= note.start_s < end_s:
+                return
+            first.append(time.perf_counter() - started)
+            if on_note is not None and request.enter:
+                streamed.append(note)
+                on_note(NoteResult(request, note, first[-1]))
+
         try:
-            notes, tokens = self._run(request)
+            notes, tokens = self._run(request, each)
         except Exception as exc:  # noqa: BLE001 - the session decides; the music goes on
             log.exception("generation failed for the chunk at %.2f s", request.from_s)
-            return ChunkResult(request, (), 0, time.perf_counter() - started, exc)
-        return ChunkResult(request, tuple(notes), tokens, time.perf_counter() - started)
+            return ChunkResult(request, (), 0, time.perf_counter() - started, exc, streamed=tuple(streamed))
+        return ChunkResult(request, tuple(notes), tokens, time.perf_counter() - started,
+                           first_note_s=first[0] if first else None, streamed=tuple(streamed))
 
-    def _run(self, request: ChunkRequest) -> tuple[list[Note], int]:
+    def _run(self, request: ChunkRequest, on_note: Callable[[Note], None]) -> tuple[list[Note], int]:
         t_s, chunk_end_s = request.from_s, request.from_s + request.chunk_s
         try:
             self.stream.context_s = request.context_s
             self.stream.sync(request.context, t_s, request.conditions)
             played = self.stream.play(t_s, chunk_end_s, request.sampling, self.grammar, generator=self.generator,
-                                      enter=request.enter)
+                                      enter=request.enter, on_note=on_note)
         except Exception:
             self.stream.cache.reset()  # whatever state it was left in, the next chunk rebuilds it
             raise
@@ -114,7 +141,7 @@ class GenerationWorker:
     `submit` and `stop` may be called from any thread; `on_result` runs on this thread.
     """
 
-    def __init__(self, chunks: ChunkGenerator, on_result: Callable[[ChunkResult], None]) -> None:
+    def __init__(self, chunks: ChunkGenerator, on_result: Callable[[ChunkResult | NoteResult], None]) -> None:
         self._chunks = chunks
         self._on_result = on_result
         self._requests: queue.Queue[ChunkRequest | SyncRequest | None] = queue.Queue()
@@ -147,4 +174,4 @@ class GenerationWorker:
                 if self._requests.empty():  # a newer request carries newer notes: skip this one
                     self._chunks.sync(request)
                 continue
-            self._on_result(self._chunks.run(request))
+            self._on_result(self._chunks.run(request, on_note=self._on_result))

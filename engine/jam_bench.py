@@ -20,19 +20,52 @@ from engine.midi.memory import MemoryInputPort, MemoryOutputPort
 MS = 1_000_000
 
 
-def bench_jam(model, tokenizer, preset, *, cues: int = 20, seed: int = 0, note_s: float = 0.14,
-              answer_wait_s: float = 2.0) -> dict[str, float | int]:
-    """first_note_ms_p50/p99/max over `cues` phrase ends, and the scheduler's lateness while
-    the model generated (gen_lateness_ms_p50/p99/max)."""
+def bench_jam(model, tokenizer, preset, *, cues: int = 20, seed: int = 0) -> dict[str, float | int]:
+    """first_note_ms_p50/p99/max over `cues` phrase ends (the cue: last key up + phrase_gap_s,
+    predicted, so the answer is generated before it) and handover_ms_* over `cues // 2`
+    hand-over key presses (not predictable: the first note is streamed out as soon as its
+    tokens are sampled); the scheduler's lateness while the model generated."""
+    from engine.presets import Handover
+
+    phrase_end = replace(preset, mode="call-and-response", handover=None)
+    first, lateness, metrics = _trials(model, tokenizer, phrase_end, cues, seed, handover_key=None)
+    keyed = replace(preset, mode="call-and-response", phrase_gap_s=8.0, handover=Handover(kind="note", number=21))
+    handover, _, _ = _trials(model, tokenizer, keyed, max(1, cues // 2), seed + 1, handover_key=21)
+    return {
+        "first_note_cues": cues,
+        **_summary("first_note", first, cues),
+        "entry_compute_ms_p50": round(metrics.entry_compute_ms_p50, 3),
+        "turn_prepare_ms": round(metrics.prepare_ms, 1),
+        **_summary("handover", handover, max(1, cues // 2)),
+        "gen_lateness_ms_p50": round(lateness.lateness_ms_p50, 3),
+        "gen_lateness_ms_p99": round(lateness.lateness_ms_p99, 3),
+        "gen_lateness_ms_max": round(lateness.lateness_ms_max, 3),
+        "gen_sent_events": lateness.sent,
+    }
+
+
+def _summary(prefix: str, samples_ns: list[int], asked: int) -> dict[str, float | int]:
+    ms = [v / MS for v in samples_ns]
+    nan = float("nan")
+    return {
+        f"{prefix}_missed": asked - len(ms),
+        f"{prefix}_ms_p50": round(percentile(ms, 50), 3) if ms else nan,
+        f"{prefix}_ms_p99": round(percentile(ms, 99), 3) if ms else nan,
+        f"{prefix}_ms_max": round(max(ms), 3) if ms else nan,
+    }
+
+
+def _trials(model, tokenizer, preset, cues: int, seed: int, *, handover_key: int | None, note_s: float = 0.14,
+            answer_wait_s: float = 2.0):
+    """Play `cues` phrases into a live session; (cue-to-first-note samples in ns, scheduler
+    stats, session metrics)."""
     from engine.session import Session
 
-    preset = replace(preset, mode="call-and-response")
     clock = MonotonicClock()
     inp, out = MemoryInputPort("bench in"), MemoryOutputPort(clock, name="bench out")
     session = Session(inp, out, model, tokenizer, preset, clock=clock, seed=seed)
     rng = random.Random(seed)
-    first_ns: list[int] = []
-    missed = 0
+    waited: list[int] = []
     session.start()
     try:
         time.sleep(0.3)  # threads up, model warm
@@ -46,31 +79,20 @@ def bench_jam(model, tokenizer, preset, *, cues: int = 20, seed: int = 0, note_s
                 last_off_ns = clock.now_ns()
                 inp.feed(bytes((0x80, pitch, 0)), last_off_ns)
                 _sleep_until(clock, on_ns + int(note_s * 1e9))
-            cue_ns = last_off_ns + int(preset.phrase_gap_s * 1e9)
-            answer = _wait_first_note_on(out, clock, after_ns=cue_ns - 50 * MS, until_ns=cue_ns + int(answer_wait_s * 1e9))
-            if answer is None:
-                missed += 1
+            if handover_key is None:
+                cue_ns = last_off_ns + int(preset.phrase_gap_s * 1e9)
             else:
-                first_ns.append(max(0, answer - cue_ns))
+                _sleep_until(clock, clock.now_ns() + 100 * MS)
+                cue_ns = clock.now_ns()
+                inp.feed(bytes((0x90, handover_key, 64)), cue_ns)
+                inp.feed(bytes((0x80, handover_key, 0)), cue_ns + 50 * MS)
+            answer = _wait_first_note_on(out, clock, after_ns=cue_ns - 50 * MS, until_ns=cue_ns + int(answer_wait_s * 1e9))
+            if answer is not None:
+                waited.append(max(0, answer - cue_ns))
                 _sleep_until(clock, answer + 200 * MS)  # let it play a little, then cut in
     finally:
         session.stop()
-    metrics = session.metrics()
-    lateness = session.scheduler.stats()
-    samples = [v / MS for v in first_ns]
-    return {
-        "first_note_cues": cues,
-        "first_note_missed": missed,
-        "first_note_ms_p50": round(percentile(samples, 50), 3) if samples else float("nan"),
-        "first_note_ms_p99": round(percentile(samples, 99), 3) if samples else float("nan"),
-        "first_note_ms_max": round(max(samples), 3) if samples else float("nan"),
-        "first_chunk_compute_ms_p50": round(metrics.first_chunk_ms_p50, 3),
-        "turn_prepare_ms": round(metrics.prepare_ms, 1),
-        "gen_lateness_ms_p50": round(lateness.lateness_ms_p50, 3),
-        "gen_lateness_ms_p99": round(lateness.lateness_ms_p99, 3),
-        "gen_lateness_ms_max": round(lateness.lateness_ms_max, 3),
-        "gen_sent_events": lateness.sent,
-    }
+    return waited, session.scheduler.stats(), session.metrics()
 
 
 def _sleep_until(clock: MonotonicClock, t_ns: int) -> None:

@@ -2,18 +2,10 @@
 the hand-over signal, and the listener that follows them. Control thread only."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from engine.events import PERFORMER, SUSTAIN_CC, Kind, MidiEvent, Note
 from engine.listening import Listener
 
 MEMORY_S = 30.0  # notes kept for the context (the longest context_s)
-
-
-@dataclass(frozen=True)
-class Handover:
-    kind: str  # "note" or "cc"
-    number: int
 
 
 class PerformerTrack:

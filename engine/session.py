@@ -11,7 +11,7 @@ from typing import Any, Callable
 from engine.clock import Clock, FakeClock, MonotonicClock, s_to_ns
 from engine.ai_notes import EchoWindows, within_limits
 from engine.events import MidiEvent, Note
-from engine.generation import ChunkGenerator, ChunkRequest, ChunkResult, GenerationWorker, SyncRequest
+from engine.generation import ChunkGenerator, ChunkRequest, ChunkResult, GenerationWorker, NoteResult, SyncRequest
 from engine.injection import EchoMeter, blend, interleave
 from engine.midi.capture import Capture
 from engine.midi.scheduler import OutputScheduler
@@ -23,7 +23,7 @@ from engine.session_state import CueTimer, SessionEvent, SessionMetrics
 __all__ = ["Session", "SessionEvent", "SessionMetrics"]
 
 log = logging.getLogger(__name__)
-_TICK_S = 0.005  # the live control loop's period
+_TICK_S = 0.002  # the live control loop's period (results and streamed notes wait at most this)
 _ANSWER_MIN_S, _ANSWER_MAX_S = 2.0, 6.0  # call-and-response: the AI's phrase length, from the call's
 _FIRST_CHUNK_S = 0.5  # call-and-response: the answer's first chunk, kept short for latency
 _RING_S = 0.5  # an answer's last notes may ring this long past its turn
@@ -52,7 +52,7 @@ class Session(SessionControl):
         self.scheduler = OutputScheduler(output_port, self.clock, on_sent=self._on_sent)
         self._chunks = ChunkGenerator(model, tokenizer, seed=seed)
         self._worker: GenerationWorker | None = None
-        self._results: queue.Queue[ChunkResult] = queue.Queue()
+        self._results: queue.Queue[ChunkResult | NoteResult] = queue.Queue()
         self._commands: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._events: collections.deque[SessionEvent] = collections.deque(maxlen=1000)
         self._lock = threading.Lock()  # metrics shared with the scheduler thread's on_sent
@@ -318,26 +318,33 @@ class Session(SessionControl):
         else:
             self._accept(self._chunks.run(request), now_ns)
 
-    def _accept(self, result: ChunkResult, now_ns: int) -> None:
+    def _accept(self, result: ChunkResult | NoteResult, now_ns: int) -> None:
         request = result.request
         if request.epoch != self._epoch:
             return  # a chunk for a turn that was yielded, cancelled or re-moded: never sounds
+        if isinstance(result, NoteResult):  # an entry's note, ahead of the rest of its chunk
+            self._cues.computed(round(result.compute_s * 1e9), True)
+            self._schedule(self._fit([result.note], self._now_s(now_ns)), now_ns)
+            return
         self._in_flight = False
         now_s = self._now_s(now_ns)
         with self._lock:
             self.chunks += 1
             self._compute_s += result.compute_s
             self._music_s += request.chunk_s
-        self._cues.computed(round(result.compute_s * 1e9), bool(result.notes))
+        # An answer is ready when its first note is (later notes are computed while it plays).
+        ready_s = result.first_note_s if result.first_note_s is not None else result.compute_s
+        self._cues.computed(round(ready_s * 1e9), bool(result.notes))
         self._chunk_compute_s += 0.2 * (result.compute_s - self._chunk_compute_s)
         if request.enter:
-            self._first_chunk_s += 0.2 * (result.compute_s - self._first_chunk_s)
+            self._first_chunk_s += 0.2 * (ready_s - self._first_chunk_s)
         self._cursor_s = request.from_s + request.chunk_s
         if result.error is not None:
             self.generation_errors += 1
             self._emit("generation_failed", now_s, error=repr(result.error))
             return
-        fitted = self._fit(result.notes, now_s)
+        streamed = set(result.streamed)
+        fitted = self._fit([n for n in result.notes if n not in streamed], now_s)
         self._schedule(fitted, now_ns)
         if self.mode != "call-and-response":
             self._echo_windows.add(fitted, self.performer.notes)

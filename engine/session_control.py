@@ -43,7 +43,7 @@ class SessionControl:
     def metrics(self) -> SessionMetrics:
         stats, capture = self.scheduler.stats(), self.capture.stats()
         summary = self._cues.latency.summary_ms("response")
-        first = self._cues.first_chunk.summary_ms("first")
+        first = self._cues.entry_compute.summary_ms("first")
         with self._lock:
             return SessionMetrics(
                 mode=self.mode,
@@ -62,7 +62,7 @@ class SessionControl:
                 generation_errors=self.generation_errors,
                 echo_rate=self._echo.echo_rate,
                 lateness_ms_p99=stats.lateness_ms_p99,
-                first_chunk_ms_p50=first["first_ms_p50"],
+                entry_compute_ms_p50=first["first_ms_p50"],
                 ai_phrases=self._echo.ai_phrases,
                 compute_s=self._compute_s,
                 prepare_ms=self._prepare_s * 1000,

@@ -39,7 +39,7 @@ class SessionMetrics:
     lateness_ms_p99: float
     ai_phrases: int = 0  # the AI phrases echo_rate is counted over
     compute_s: float = 0.0  # generation compute so far
-    first_chunk_ms_p50: float = 0.0  # compute of a turn's first chunk (hidden by generating ahead)
+    entry_compute_ms_p50: float = 0.0  # compute until an entry's first note is ready (hidden by generating ahead)
     prepare_ms: float = 0.0  # how long before a predicted cue the turn's first chunk is asked for
 
 
@@ -55,7 +55,7 @@ class CueTimer:
 
     def __init__(self) -> None:
         self.latency = LatencyTracker()
-        self.first_chunk = LatencyTracker()
+        self.entry_compute = LatencyTracker()
         self._lock = threading.Lock()
         self._cue_ns: int | None = None
         self._request_ns: int | None = None
@@ -88,7 +88,7 @@ class CueTimer:
                 self._compute_ns += compute_ns
                 self._answered = has_notes
                 if has_notes:
-                    self.first_chunk.add(self._compute_ns)
+                    self.entry_compute.add(self._compute_ns)
 
     def scheduled(self, on_ns: int) -> None:
         with self._lock:

@@ -74,7 +74,7 @@ def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: f
         "responses": metrics.responses,
         "echo_rate": metrics.echo_rate,
         "ai_phrases": metrics.ai_phrases,
-        "first_chunk_ms_p50": metrics.first_chunk_ms_p50,
+        "entry_compute_ms_p50": metrics.entry_compute_ms_p50,
         "prepare_ms": round(metrics.prepare_ms, 1),
         "rtf": metrics.rtf,
         "dropped_onsets": metrics.dropped_onsets,

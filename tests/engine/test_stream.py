@@ -104,3 +104,22 @@ def test_the_window_slides_by_rebuilding(model, tokenizer):
     assert stream.rebuilds >= 2
     assert stream.origin_s > 30.0  # the context follows the music
     assert_exact(stream, model, tokenizer)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_stream_on_cuda_fp16_syncs_rolls_back_and_plays(model, tokenizer):
+    import copy
+
+    gpu = copy.deepcopy(model).to("cuda", torch.float16)
+    stream = ContextStream(gpu, tokenizer, context_s=10.0)
+    base, ai = line(0.0, [60, 62, 64]), line(1.0, [72, 74, 76], player=AI)
+    stream.sync(base + ai, 2.0, None)
+    stream.sync(base + [Note(1.3, 1.5, 55, 70, PERFORMER)] + ai[:1], 2.0, None)
+    stream.flush()
+    assert stream.cache.kv.is_cuda and decoded_keys(stream, tokenizer) == stream.keys()
+    fresh = gpu.new_cache()
+    logits = gpu.prefill(stream.cache.token_ids(), fresh)
+    torch.testing.assert_close(stream.cache.last_logits.float(), logits.float(), atol=2e-2, rtol=2e-2)
+    played = stream.play(2.0, 3.0, Sampling(temperature=1.0, top_k=20), NoteGrammar(tokenizer, (AI,)),
+                         generator=torch.Generator().manual_seed(0), enter=True)
+    assert played.notes and played.notes[0].start_s == pytest.approx(2.0)
