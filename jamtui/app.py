@@ -1,25 +1,33 @@
-"""`JamApp`: the Textual console around the engine; today the MIDI path (ports, thru, record, panic)."""
+"""`JamApp`: the Textual console around the engine: the live duet with the model over MIDI ports."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
 
+from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT
+from engine.presets import Preset, load_preset
 from jamtui.bridge import (
     EngineBridge,
+    ModelLoader,
+    PortOpener,
     PortsProvider,
-    ThruFactory,
     default_ports_provider,
     default_recordings_dir,
-    open_thru,
+    load_model,
+    open_ports,
 )
 from jamtui.screens.jam import JamScreen
 
 
 class JamApp(App):
-    """The console. `thru_factory(input_spec, output_spec) -> Thru` and `ports_provider() -> PortList`
-    default to the real MIDI system; tests pass in-memory ones."""
+    """The console. `preset` (default: the preset named "default") starts the jam; `input_spec`
+    and `output_spec` are the ports a `jamtui jam` was given, and `autostart` starts on them at
+    once (`quit_after_s`: and quits that long after). `port_opener(input_spec, output_spec, clock) -> (input, output)`, `ports_provider() ->
+    PortList` and `model_loader(checkpoint_dir) -> (model, tokenizer)` default to the real MIDI
+    system and checkpoints; tests pass in-memory ports and a model already loaded."""
 
     CSS_PATH = "app.tcss"
     TITLE = "jamtui"
@@ -27,13 +35,24 @@ class JamApp(App):
     DEFAULT_MODE = "jam"
     BINDINGS = [Binding("q", "quit", "Quit", id="quit")]
 
-    def __init__(self, api: str | None = None, *, thru_factory: ThruFactory | None = None,
-                 ports_provider: PortsProvider | None = None, recordings_dir: Path | None = None) -> None:
+    def __init__(self, api: str | None = None, *, preset: Preset | None = None, input_spec: str | None = None,
+                 output_spec: str | None = None, autostart: bool = False, record: bool = False,
+                 port_opener: PortOpener | None = None, ports_provider: PortsProvider | None = None,
+                 model_loader: ModelLoader | None = None, recordings_dir: Path | None = None,
+                 user_presets_dir: Path | None = None, quit_after_s: float | None = None) -> None:
         super().__init__()
         self.api = api
+        self.preset = preset if preset is not None else load_preset("default", user_dir=user_presets_dir)
+        self.input_spec = input_spec or f"virtual:{VIRTUAL_IN}"
+        self.output_spec = output_spec or f"virtual:{VIRTUAL_OUT}"
+        self.autostart = autostart
+        self.record = record
+        self.user_presets_dir = user_presets_dir
+        self.quit_after_s = quit_after_s  # counted from the first start of the jam
         self.bridge = EngineBridge(
-            thru_factory=thru_factory or (lambda input_spec, output_spec: open_thru(input_spec, output_spec, api=api)),
+            port_opener=port_opener or (lambda i, o, clock: open_ports(i, o, clock, api=api)),
             ports_provider=ports_provider or default_ports_provider(api),
+            model_loader=model_loader or load_model,
             recordings_dir=recordings_dir or default_recordings_dir(),
         )
 
@@ -45,3 +64,21 @@ class JamApp(App):
     def on_unmount(self) -> None:
         # Every other way out (an exception, ctrl+q) passes here: end in silence too.
         self.bridge.shutdown()
+
+
+def run_console(args) -> int:
+    """`jamtui` and `jamtui jam` without --headless: the console until it quits. From `jamtui jam`
+    it starts at once on --in/--out with --preset (recording with --record, quitting after --seconds)."""
+    jam = args.command == "jam"
+    if jam and args.seconds is not None and args.seconds <= 0:
+        from jamtui.cli import UserError
+
+        raise UserError(f"--seconds must be positive, got {args.seconds}")
+    preset = load_preset(args.preset if jam else "default")  # a bad preset is one line, before the screen
+    app = JamApp(api=args.api, preset=preset, input_spec=args.in_port if jam else None,
+                 output_spec=args.out_port if jam else None, autostart=jam, record=jam and args.record is not None,
+                 recordings_dir=args.record if jam else None, quit_after_s=args.seconds if jam else None)
+    app.run()
+    for path in app.bridge.saved:  # the last one was saved as the screen closed, unseen
+        print(f"jamtui: recorded {path}", file=sys.stderr)
+    return app.return_code or 0

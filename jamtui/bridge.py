@@ -1,35 +1,45 @@
-"""The one place engine state becomes Textual messages: Thru's lifecycle and stats, recordings, log records."""
+"""The one place engine state becomes Textual messages: the jam `Session`'s lifecycle, metrics
+and events, the model it plays, recordings and port scans."""
 from __future__ import annotations
 
+import gc
 import logging
+import math
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from engine.clock import MonotonicClock
+from engine.clock import Clock, MonotonicClock
 from engine.midi.base import PortError
 from engine.midi.ports import PortList, list_ports, open_input, open_output, platform_hint
-from engine.midi.thru import Thru
+from engine.midi.watch import PortWatcher
+from engine.presets import Preset, resolve_model_path
 from jamtui.messages import (
     EngineFailed,
-    LogRecorded,
+    JamStarted,
+    JamStopped,
+    MetricsUpdated,
+    ModelLoaded,
+    ModelLoadFailed,
+    ModelLoadStarted,
     PortScanFailed,
     PortsScanned,
     RecordingFailed,
     RecordingSaved,
     RecordingsRecovered,
     RecordingStarted,
-    StatsUpdated,
-    ThruStarted,
-    ThruStopped,
+    SessionEventsHappened,
 )
 
 log = logging.getLogger(__name__)
 
-ThruFactory = Callable[[str, str], Thru]
+PortOpener = Callable[[str, str, Clock], tuple[Any, Any]]  # (input spec, output spec, clock) -> (input, output)
+ModelLoader = Callable[[Path], tuple[Any, Any]]  # checkpoint directory -> (live model, tokenizer)
 PortsProvider = Callable[[], PortList]
 POLL_INTERVAL_S = 0.1
+_GIL_SWITCH_S = 0.0005
 
 
 def default_recordings_dir() -> Path:
@@ -38,47 +48,77 @@ def default_recordings_dir() -> Path:
     return Path(user_data_dir("jamtui")) / "recordings"
 
 
-def open_thru(input_spec: str, output_spec: str, *, api: str | None = None) -> Thru:
-    """Thru between two port specs (see `engine.midi.ports`), on the real clock."""
-    clock = MonotonicClock()
+def open_ports(input_spec: str, output_spec: str, clock: Clock, *, api: str | None = None) -> tuple[Any, Any]:
+    """(input, output) by port spec (see `engine.midi.ports`); the input is closed again if the output fails."""
     source = open_input(input_spec, api=api, clock=clock)
     try:
-        sink = open_output(output_spec, api=api)
+        return source, open_output(output_spec, api=api)
     except BaseException:
         source.close()
         raise
-    return Thru(source, sink, clock=clock)
+
+
+def load_model(path: Path) -> tuple[Any, Any]:
+    """The checkpoint as the headless jam loads it (fp32 on CPU with one torch thread, fp16 on CUDA)."""
+    from jamtui.cli import _load_model
+
+    return _load_model(path)
 
 
 def default_ports_provider(api: str | None = None) -> PortsProvider:
     return lambda: list_ports(api)
 
 
-class EngineBridge:
-    """Runs Thru for the UI and reports what happened as messages posted to `target`.
+def _device(model) -> str:
+    try:
+        return f"{model.device.type} {str(model.dtype).removeprefix('torch.')}"
+    except AttributeError:
+        return "?"
 
-    `scan`, `recover_recordings`, `start`, `stop` and `set_recording` block: call them from
-    thread workers (`shutdown` too, or from the app thread when quitting). `poll` and `panic`
-    run on the app thread. Lifecycle changes are serialised by one lock.
+
+def _quiet_the_interpreter() -> None:
+    """Keep the UI's Python from holding the GIL long while notes are due (measured here: a
+    full garbage collection over torch's and Textual's objects took 100-215 ms, dropping notes
+    as too late; the UI thread's 5 ms GIL slices put the scheduler's p99 lateness at 7.5 ms).
+    Collect once before the music, keep those objects out of later collections, and hand the
+    GIL over sooner (the UI thread measured 0.9 ms p99 with 0.5 ms slices)."""
+    gc.collect()
+    gc.freeze()
+    sys.setswitchinterval(min(sys.getswitchinterval(), _GIL_SWITCH_S))
+
+
+class EngineBridge:
+    """Runs the jam `Session` for the UI and reports what happened as messages posted to `target`.
+
+    `scan`, `recover_recordings`, `prepare_model`, `start`, `stop` and `set_recording` block:
+    call them from thread workers (`shutdown` too, or from the app thread when quitting).
+    `poll`, `panic`, `set_mode` and `set_preset` never wait for the model: they run on the app
+    thread. Lifecycle changes are serialised by one lock; model loads by another, so a quit
+    never waits for a model to load.
     """
 
-    def __init__(self, *, thru_factory: ThruFactory, ports_provider: PortsProvider,
+    def __init__(self, *, port_opener: PortOpener, ports_provider: PortsProvider, model_loader: ModelLoader,
                  recordings_dir: Path) -> None:
-        self.thru_factory = thru_factory
+        self.port_opener = port_opener
         self.ports_provider = ports_provider
+        self.model_loader = model_loader
         self.recordings_dir = Path(recordings_dir)
         self._target = None
         self._lock = threading.Lock()
-        self._thru: Thru | None = None
-        self._specs = ("", "")
+        self._model_lock = threading.Lock()
+        self._models: dict[Path, tuple[Any, Any]] = {}
+        self._session = None
+        self._ports: tuple[Any, Any] | None = None
+        self._watcher: PortWatcher | None = None
+        self._meta: dict[str, str] = {}
         self._recorder = None
         self._record_armed = False
-        self._failed: Thru | None = None
+        self._failed = None
         self._closed = False
-        self._last_stats = None
+        self.saved: list[Path] = []  # every recording saved, for a summary once the screen is gone
 
     def attach(self, target) -> None:
-        """Post messages to `target` (a Textual message pump) and poll stats on its timer."""
+        """Post messages to `target` (a Textual message pump) and poll the session on its timer."""
         self._target = target
         target.set_interval(POLL_INTERVAL_S, self.poll)
 
@@ -88,8 +128,9 @@ class EngineBridge:
             self._target.post_message(message)
 
     @property
-    def thru(self) -> Thru | None:
-        return self._thru
+    def session(self):
+        """The running `engine.session.Session`, or None."""
+        return self._session
 
     # -- thread workers ----------------------------------------------------------------------
 
@@ -117,176 +158,199 @@ class EngineBridge:
         if recovered:
             self._post(RecordingsRecovered([paths.midi_path for paths in recovered]))
 
-    def start(self, input_spec: str, output_spec: str) -> None:
-        with self._lock:
-            if self._thru is not None or self._closed:
-                return
+    def prepare_model(self, preset: Preset) -> tuple[Any, Any] | None:
+        """The (model, tokenizer) the preset names, loaded once and kept; None (and a
+        `ModelLoadFailed`) if it cannot be loaded."""
+        try:
+            path = resolve_model_path(preset)
+        except Exception as exc:  # noqa: BLE001 - a preset naming a missing model is reported
+            self._post(ModelLoadFailed(preset.model.path, str(exc)))
+            return None
+        with self._model_lock:
+            if path in self._models:
+                return self._models[path]
+            self._post(ModelLoadStarted(path.name))
+            started = time.perf_counter()
             try:
-                thru = self.thru_factory(input_spec, output_spec)
+                loaded = self.model_loader(path)
+            except Exception as exc:  # noqa: BLE001 - the console stays up and says why
+                log.error("could not load the model %s: %s", path, exc)
+                self._post(ModelLoadFailed(path.name, str(exc)))
+                return None
+            self._models[path] = loaded
+            load_s = time.perf_counter() - started
+            log.info("model %s ready (%s) in %.1f s", path.name, _device(loaded[0]), load_s)
+            self._post(ModelLoaded(path.name, load_s, _device(loaded[0])))
+            return loaded
+
+    def start(self, input_spec: str, output_spec: str, preset: Preset) -> None:
+        """Load the preset's model if needed, open the ports and start the session."""
+        loaded = self.prepare_model(preset)  # outside the lifecycle lock: a quit must not wait for it
+        if loaded is None:
+            self._post(EngineFailed("no model to play with (see the log)"))
+            self._post(JamStopped())
+            return
+        with self._lock:
+            if self._session is not None or self._closed:
+                return
+            clock = MonotonicClock()
+            try:
+                source, sink = self.port_opener(input_spec, output_spec, clock)
             except Exception as exc:  # noqa: BLE001 - a missing port or file is reported, not fatal
                 log.error("could not start: %s", exc)
                 self._post(EngineFailed(str(exc)))
-                self._post(ThruStopped())
+                self._post(JamStopped())
                 return
-            self._thru, self._specs, self._last_stats = thru, (input_spec, output_spec), None
+            self._ports = (source, sink)
+            self._meta = {"in": source.name, "out": sink.name, "preset": preset.name}
             try:
+                from engine.session import Session
+
+                self._session = Session(source, sink, loaded[0], loaded[1], preset, clock=clock)
                 if self._record_armed:
                     self._start_recorder_locked()
-                thru.start()
+                _quiet_the_interpreter()
+                self._session.start()
+                self._watcher = PortWatcher([source, sink])
+                self._watcher.start()
             except Exception as exc:  # noqa: BLE001 - whatever failed, end in silence
-                log.exception("could not start thru")
+                log.exception("could not start the jam")
                 self._post(EngineFailed(str(exc)))
                 self._stop_locked()
                 return
-            self._post(ThruStarted(thru.capture.port.name, thru.scheduler.port.name))
+            self._post(JamStarted(source.name, sink.name, preset.name, self._session.mode))
 
     def stop(self) -> None:
-        """Stop Thru in silence, close the output and save the recording. Safe to repeat."""
+        """Stop the session in silence, close the ports and save the recording. Safe to repeat."""
         with self._lock:
-            if self._thru is not None:
+            if self._ports is not None:
                 self._stop_locked()
 
     def shutdown(self) -> None:
         """Stop for good: a start still queued in a worker will not play after this."""
         with self._lock:
             self._closed = True
-            if self._thru is not None:
+            if self._ports is not None:
                 self._stop_locked()
 
     def set_recording(self, on: bool) -> None:
-        """Arm or disarm recording; while Thru runs, start or save the recording now."""
+        """Arm or disarm recording; while the jam runs, start or save the recording now."""
         with self._lock:
             self._record_armed = on
-            if self._thru is None:
+            if self._session is None:
                 return
             if on and self._recorder is None:
                 self._start_recorder_locked()
             elif not on and self._recorder is not None:
-                self._close_recorder_locked(self._thru)
+                self._close_recorder_locked(self._session)
 
-    # -- app thread ------------------------------------------------------------------------
+    # -- app thread ----------------------------------------------------------------------------
 
     def poll(self) -> None:
-        thru = self._thru
-        if thru is None:
+        """Read the session's metrics and events (neither waits for the model) and post them."""
+        session = self._session
+        if session is None:
             return
-        stats = thru.stats()
-        if stats != self._last_stats:
-            self._last_stats = stats
-            self._post(StatsUpdated(stats))
-        if thru.error is not None and self._failed is not thru:
-            # Thru silenced itself after the error; finishing the stop closes port and recording.
-            self._failed = thru
-            self._post(EngineFailed(f"engine stopped: {thru.error}"))
+        events = session.events()
+        self._post(MetricsUpdated(session.metrics(), session.scheduler.stats(), session.preset.name))
+        if events:
+            self._post(SessionEventsHappened(events))
+        # The session reports a dead control loop as an event; a dead output thread only here.
+        if any(event.kind == "failed" for event in events):
+            failure = "the session stopped after an error (details in the log)"
+        elif session.scheduler.error is not None:
+            failure = f"output stopped: {session.scheduler.error}"
+        else:
+            return
+        if self._failed is not session:
+            self._failed = session
+            self._post(EngineFailed(failure))
             self._target.run_worker(self.stop, thread=True, group="engine")
 
     def panic(self) -> bool:
-        thru = self._thru
-        if thru is None:
+        session = self._session
+        if session is None:
             return False
-        thru.scheduler.panic()
+        session.panic()
         log.warning("panic: all notes and sound off on every channel")
+        return True
+
+    def set_mode(self, mode: str) -> bool:
+        session = self._session
+        if session is None:
+            return False
+        session.set_mode(mode)
+        return True
+
+    def set_preset(self, preset: Preset) -> bool:
+        """Hand the session `preset` for after the phrase it plays now; False when no jam runs."""
+        session = self._session
+        if session is None:
+            return False
+        try:
+            current, wanted = resolve_model_path(session.preset), resolve_model_path(preset)
+        except Exception:  # noqa: BLE001 - reported when that preset starts a jam
+            current = wanted = None
+        if current != wanted:
+            log.warning("preset %s plays the model %s; this jam keeps %s until you stop and start again",
+                        preset.name, wanted, current)
+        session.set_preset(preset)
         return True
 
     # -- internals (lock held) -----------------------------------------------------------------
 
     def _stop_locked(self) -> None:
-        # Cleared first so `poll` no longer reads a Thru that is going away.
-        thru, self._thru = self._thru, None
+        # Cleared first so `poll` no longer reads a session that is going away.
+        session, self._session = self._session, None
+        (source, sink), self._ports = self._ports, None
+        watcher, self._watcher = self._watcher, None
         try:
-            thru.stop()
-            # After an engine error Thru.stop already ran on its own thread; wait for its silence.
-            thru.scheduler.stop()
+            if watcher is not None:
+                watcher.stop()  # before the ports close, or it would reopen them
+            if session is not None:
+                session.stop()
         finally:
-            try:
-                thru.scheduler.port.close()
-            except Exception:  # noqa: BLE001 - the port may be gone already
-                log.exception("could not close the output port")
-            self._close_recorder_locked(thru)
-            self._post(StatsUpdated(thru.stats()))
-            self._post(ThruStopped())
+            for port in (sink, source):
+                try:
+                    port.close()
+                except Exception:  # noqa: BLE001 - the port may be gone already
+                    log.exception("could not close the port %s", getattr(port, "name", port))
+            if session is not None:
+                self._close_recorder_locked(session)
+                events = session.events()
+                self._post(MetricsUpdated(session.metrics(), session.scheduler.stats(), session.preset.name))
+                if events:
+                    self._post(SessionEventsHappened(events))
+            self._post(JamStopped())
 
     def _start_recorder_locked(self) -> None:
         from engine.recorder import SessionRecorder
 
-        thru = self._thru
+        session = self._session
         try:
-            recorder = SessionRecorder(self.recordings_dir, thru.clock,
-                                       meta={"in": self._specs[0], "out": self._specs[1]})
+            recorder = SessionRecorder(self.recordings_dir, session.clock, meta=dict(self._meta))
             recorder.start()
         except Exception as exc:  # noqa: BLE001 - the jam goes on unrecorded, and the UI says so
             log.error("could not record to %s: %s", self.recordings_dir, exc)
             self._post(RecordingFailed(str(exc)))
             return
         self._recorder = recorder
-        thru.recorder = recorder  # Thru reads it per event, so recording can begin mid-jam
+        session.recorder = recorder  # the session reads it per event, so recording can begin mid-jam
         self._post(RecordingStarted(recorder.journal_path))
 
-    def _close_recorder_locked(self, thru: Thru) -> None:
+    def _close_recorder_locked(self, session) -> None:
         recorder, self._recorder = self._recorder, None
         if recorder is None:
             return
-        thru.recorder = None
-        stats = thru.stats()
+        session.recorder = None
+        m = session.metrics()
+        timings = {"response_ms_p50": m.response_latency_ms_p50, "response_ms_p99": m.response_latency_ms_p99,
+                   "rtf": m.rtf, "send_lateness_ms_p99": m.lateness_ms_p99, "dropped_onsets": m.dropped_onsets}
         try:
-            paths = recorder.close(timings={
-                "send_lateness_ms_p99": stats.scheduler.lateness_ms_p99,
-                "send_lateness_ms_max": stats.scheduler.lateness_ms_max,
-                "dropped_input": stats.capture.dropped,
-            })
+            paths = recorder.close(timings={k: v for k, v in timings.items() if math.isfinite(v)})
         except Exception as exc:  # noqa: BLE001 - its journal stays behind for `recover`
             log.exception("could not save the recording")
             self._post(RecordingFailed(str(exc)))
             return
+        self.saved.append(paths.midi_path)
         self._post(RecordingSaved(paths.midi_path))
-
-
-class UILogHandler(logging.Handler):
-    """Posts every log record to `target` as `LogRecorded`, from whichever thread logged it.
-
-    Not `call_from_thread`: it waits for the app, which may itself be joining the engine
-    thread that is logging, and it refuses to run on the app thread.
-    """
-
-    def __init__(self, target) -> None:
-        super().__init__()
-        self.target = target
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.target.post_message(LogRecorded(record, self.format(record)))
-        except Exception:  # noqa: BLE001 - logging must never raise into the engine
-            self.handleError(record)
-
-
-class LogCapture:
-    """Routes root-logger records to the UI while it owns the terminal, and back afterwards."""
-
-    def __init__(self, target, level: int = logging.INFO) -> None:
-        self.handler = UILogHandler(target)
-        self.level = level
-        self._muted: list[logging.Handler] = []
-        self._saved_level: int | None = None
-
-    def install(self) -> None:
-        root = logging.getLogger()
-        # A handler writing to the terminal would draw over the UI.
-        terminal = {sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__}
-        self._muted = [h for h in root.handlers if getattr(h, "stream", None) in terminal]
-        for handler in self._muted:
-            root.removeHandler(handler)
-        root.addHandler(self.handler)
-        if root.level > self.level:
-            self._saved_level = root.level
-            root.setLevel(self.level)
-
-    def uninstall(self) -> None:
-        root = logging.getLogger()
-        root.removeHandler(self.handler)
-        for handler in self._muted:
-            root.addHandler(handler)
-        self._muted = []
-        if self._saved_level is not None:
-            root.setLevel(self._saved_level)
-            self._saved_level = None

@@ -24,27 +24,63 @@ class PortScanFailed(Message):
         self.hint = hint
 
 
-class ThruStarted(Message):
-    def __init__(self, input_name: str, output_name: str) -> None:
+class ModelLoadStarted(Message):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
+class ModelLoaded(Message):
+    def __init__(self, name: str, load_s: float, device: str) -> None:
+        super().__init__()
+        self.name = name
+        self.load_s = load_s
+        self.device = device
+
+
+class ModelLoadFailed(Message):
+    def __init__(self, name: str, error: str) -> None:
+        super().__init__()
+        self.name = name
+        self.error = error
+
+
+class JamStarted(Message):
+    """A session runs: the performer on `input_name`, the AI on `output_name`."""
+
+    def __init__(self, input_name: str, output_name: str, preset_name: str, mode: str) -> None:
         super().__init__()
         self.input_name = input_name
         self.output_name = output_name
+        self.preset_name = preset_name
+        self.mode = mode
 
 
-class ThruStopped(Message):
-    """Thru ended and its output went silent."""
+class JamStopped(Message):
+    """The session ended (or never started) and its output went silent."""
 
 
-class StatsUpdated(Message):
-    """Fresh engine counters (`stats` is an `engine.midi.thru.ThruStats`)."""
+class MetricsUpdated(Message):
+    """Fresh session figures: `metrics` is an `engine.session.SessionMetrics`, `output` the
+    scheduler's `SchedulerStats`, `preset_name` the preset the session plays now."""
 
-    def __init__(self, stats) -> None:
+    def __init__(self, metrics, output, preset_name: str) -> None:
         super().__init__()
-        self.stats = stats
+        self.metrics = metrics
+        self.output = output
+        self.preset_name = preset_name
+
+
+class SessionEventsHappened(Message):
+    """`engine.session.SessionEvent`s since the last poll, oldest first."""
+
+    def __init__(self, events: list) -> None:
+        super().__init__()
+        self.events = events
 
 
 class EngineFailed(Message):
-    """Thru could not start, or stopped itself after an error (its output is silent)."""
+    """The jam could not start, or stopped itself after an error (its output is silent)."""
 
     def __init__(self, error: str) -> None:
         super().__init__()

@@ -1,59 +1,85 @@
-"""The jam screen: pick ports, start and stop the MIDI path, record, watch meters and the log."""
+"""The jam screen: pick ports, start and stop the duet with the model, switch mode and preset,
+panic, record, and watch the meters and the session's events."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, RichLog, Static
+from textual.widgets import Footer, Header, Input
 
+from engine.presets import MODES, Preset
 from jamtui import messages as msg
-from jamtui.bridge import EngineBridge, LogCapture
+from jamtui.bridge import EngineBridge
+from jamtui.logs import LogCapture
+from jamtui.presetbook import PresetBook, resolve_keymap
+from jamtui.widgets.eventlog import EventLog
 from jamtui.widgets.meters import Meters
 from jamtui.widgets.ports import PortsPanel
+from jamtui.widgets.status import RUNNING, STARTING, STOPPED, STOPPING, JamStatus, Status
 
-STOPPED, STARTING, RUNNING, STOPPING = "stopped", "starting", "running", "stopping"
+__all__ = ["JamScreen", "RUNNING", "STARTING", "STOPPED", "STOPPING"]
+log = logging.getLogger(__name__)
+_TURN_BY_EVENT = {"ai_phrase_started": "AI answering", "ai_phrase_ended": "your turn", "ai_yielded": "your turn",
+                  "panicked": "your turn"}
 
 
 class JamScreen(Screen):
     """Commands go down to the app's `EngineBridge`; what happened comes back as messages."""
 
+    # The footer shows a group as its keys and one label: "m 1 2 3 Mode", "[ ] Preset".
+    _MODE, _PRESET = Binding.Group("Mode"), Binding.Group("Preset")
     BINDINGS = [
         Binding("space", "start_stop", "Start/stop", id="start_stop"),
-        Binding("r", "record", "Record", id="record"),
+        Binding("m", "next_mode", "Next mode", id="mode", group=_MODE),
+        Binding("1", "set_mode('call-and-response')", "Call and response", id="mode_call_and_response", group=_MODE),
+        Binding("2", "set_mode('accompany')", "Accompany", id="mode_accompany", group=_MODE),
+        Binding("3", "set_mode('continuous')", "Continuous", id="mode_continuous", group=_MODE),
+        Binding("left_square_bracket", "step_preset(-1)", "Previous preset", id="prev_preset", group=_PRESET),
+        Binding("right_square_bracket", "step_preset(1)", "Next preset", id="next_preset", group=_PRESET),
         Binding("p", "panic", "Panic", id="panic"),
-        Binding("s", "rescan", "Rescan ports", id="rescan"),
+        Binding("r", "record", "Record", id="record"),
+        Binding("s", "rescan", "Rescan", id="rescan"),
     ]
-
-    state = reactive(STOPPED, init=False)
-    recording = reactive(False, init=False)  # armed: records whenever the MIDI path runs
-    recording_now = reactive(False, init=False)
-    route = reactive("", init=False)
-    problem = reactive("", init=False)  # the last engine error, shown until the next start
 
     def __init__(self) -> None:
         super().__init__()
         self.logs: LogCapture | None = None
+        self._quit_timer_set = False
+        self.book = PresetBook(self.app.preset, user_dir=self.app.user_presets_dir)
+        self.status = Status(mode=self.app.preset.mode, preset=self.app.preset.name)
 
     @property
     def bridge(self) -> EngineBridge:
         return self.app.bridge
+
+    # What tests and the app read; `status` holds the rest.
+    @property
+    def state(self) -> str:
+        return self.status.state
+
+    @property
+    def mode(self) -> str:
+        return self.status.mode
+
+    @property
+    def recording_now(self) -> bool:
+        return self.status.recording_now
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="main"):
             yield PortsPanel(id="ports")
             with Vertical(id="right"):
-                yield Static(id="status")
+                yield JamStatus(id="status")
                 meters = Meters(id="meters")
                 meters.border_title = "meters"
                 yield meters
-                log_panel = RichLog(id="log", wrap=True, markup=False, max_lines=2000)
+                log_panel = EventLog(id="log")
                 log_panel.border_title = "log"
                 yield log_panel
         yield Footer()
@@ -62,10 +88,21 @@ class JamScreen(Screen):
         self.logs = LogCapture(self)
         self.logs.install()
         self.bridge.attach(self)
-        self._show_status()
+        self._update()
+        try:
+            self.book.refresh()
+        except Exception as exc:  # noqa: BLE001 - the jam goes on with the preset it has
+            log.warning("could not list presets: %s", exc)
+        self._apply_hotkeys(self.app.preset)
+        if self.app.record:
+            self._update(recording=True)
+            self.bridge.set_recording(True)  # no jam yet: only arms it
+        self.prepare_model(self.app.preset)
         self.scan_ports()
         self.recover_recordings()
         self.query_one("#inputs").focus()
+        if self.app.autostart:
+            self._begin(self.app.input_spec, self.app.output_spec)
 
     def on_unmount(self) -> None:
         if self.logs is not None:
@@ -77,13 +114,17 @@ class JamScreen(Screen):
     def scan_ports(self) -> None:
         self.bridge.scan()
 
+    @work(thread=True, group="model")
+    def prepare_model(self, preset: Preset) -> None:
+        self.bridge.prepare_model(preset)
+
     @work(thread=True, group="engine")
     def recover_recordings(self) -> None:
         self.bridge.recover_recordings()
 
     @work(thread=True, group="engine")
-    def _start(self, input_spec: str, output_spec: str) -> None:
-        self.bridge.start(input_spec, output_spec)
+    def _start(self, input_spec: str, output_spec: str, preset: Preset) -> None:
+        self.bridge.start(input_spec, output_spec, preset)
 
     @work(thread=True, group="engine")
     def _stop(self) -> None:
@@ -102,16 +143,43 @@ class JamScreen(Screen):
             except ValueError as exc:
                 self.notify(str(exc), severity="warning")
                 return
-            self.problem = ""
-            self.state = STARTING
-            self._start(input_spec, output_spec)
+            self._begin(input_spec, output_spec)
         elif self.state == RUNNING:
-            self.state = STOPPING
+            self._update(state=STOPPING)
             self._stop()
 
+    def _begin(self, input_spec: str, output_spec: str) -> None:
+        self._update(state=STARTING, problem="", next_preset="")
+        # The mode chosen while stopped wins over the preset's own.
+        self._start(input_spec, output_spec, replace(self.book.current, mode=self.mode))
+
+    def action_next_mode(self) -> None:
+        self.action_set_mode(MODES[(MODES.index(self.mode) + 1) % len(MODES)] if self.mode in MODES else MODES[0])
+
+    def action_set_mode(self, mode: str) -> None:
+        if self.state == RUNNING:
+            self.bridge.set_mode(mode)
+        turn = "your turn" if mode == "call-and-response" and self.state == RUNNING else ""
+        self._update(mode=mode, turn=turn)
+
+    def action_step_preset(self, delta: int) -> None:
+        preset, problems = self.book.step(delta)
+        for problem in problems:
+            log.warning("skipped a preset: %s", problem)
+        if preset is None:
+            self.notify("no other preset to switch to", severity="warning")
+            return
+        self._apply_hotkeys(preset)
+        if self.state == RUNNING and self.bridge.set_preset(preset):
+            if preset.name != self.status.preset:
+                self._update(next_preset=preset.name)
+            return
+        self._update(preset=preset.name, mode=preset.mode, next_preset="")
+        self.prepare_model(preset)  # ready before the next start
+
     def action_record(self) -> None:
-        self.recording = not self.recording
-        self._set_recording(self.recording)
+        self._update(recording=not self.status.recording)
+        self._set_recording(self.status.recording)
 
     def action_panic(self) -> None:
         if not self.bridge.panic():
@@ -119,48 +187,86 @@ class JamScreen(Screen):
 
     def action_rescan(self) -> None:
         self.scan_ports()
+        self.book.refresh()
 
     @on(Input.Submitted, "#midi-file")
     def _play_file(self) -> None:
         if self.state == STOPPED:
             self.action_start_stop()
 
+    def _apply_hotkeys(self, preset: Preset) -> None:
+        keymap, problems = resolve_keymap([*self.BINDINGS, *self.app.BINDINGS], preset.hotkeys)
+        for problem in problems:
+            log.warning("preset %s: %s", preset.name, problem)
+        self.app.set_keymap(keymap)
+
     # -- what the bridge reports -----------------------------------------------------------
 
     def on_ports_scanned(self, message: msg.PortsScanned) -> None:
-        self.query_one(PortsPanel).show_ports(message.ports.inputs, message.ports.outputs)
+        panel = self.query_one(PortsPanel)
+        panel.show_ports(message.ports.inputs, message.ports.outputs)
+        if self.app.autostart:  # the ports a `jamtui jam` was given stay chosen for the next start
+            panel.prefer(self.app.input_spec, self.app.output_spec)
 
     def on_port_scan_failed(self, message: msg.PortScanFailed) -> None:
         self.query_one(PortsPanel).show_error(message.error, message.hint)
         # libjack prints its failed probe straight onto the terminal, which Textual draws on too.
         self.refresh()
 
-    def on_thru_started(self, message: msg.ThruStarted) -> None:
-        self.route = f"{message.input_name} → {message.output_name}"
-        self.state = RUNNING
+    def on_model_load_started(self, message: msg.ModelLoadStarted) -> None:
+        self._update(model=message.name, model_state="loading")
 
-    def on_thru_stopped(self, message: msg.ThruStopped) -> None:
-        self.state = STOPPED
-        self.recording_now = False
+    def on_model_loaded(self, message: msg.ModelLoaded) -> None:
+        self._update(model=f"{message.name} · {message.device}", model_state="ready")
+
+    def on_model_load_failed(self, message: msg.ModelLoadFailed) -> None:
+        self._update(model=message.name, model_state="failed", problem=message.error)
+
+    def on_jam_started(self, message: msg.JamStarted) -> None:
+        if self.app.quit_after_s and not self._quit_timer_set:
+            self._quit_timer_set = True
+            self.set_timer(self.app.quit_after_s, self.app.action_quit)
+        turn = "your turn" if message.mode == "call-and-response" else ""
+        self._update(state=RUNNING, route=f"{message.input_name} → {message.output_name}", mode=message.mode,
+                     preset=message.preset_name, turn=turn)
+
+    def on_jam_stopped(self, message: msg.JamStopped) -> None:
+        self._update(state=STOPPED, recording_now=False, turn="", next_preset="")
         if self.app.focused is None:  # focus left with the disabled ports panel; bring it back
             self.query_one("#inputs").focus()
 
-    def on_stats_updated(self, message: msg.StatsUpdated) -> None:
-        self.query_one(Meters).stats = message.stats
+    def on_metrics_updated(self, message: msg.MetricsUpdated) -> None:
+        self.query_one(Meters).show(message.metrics, message.output)
+        changes = {"mode": message.metrics.mode, "preset": message.preset_name}
+        if message.preset_name == self.status.next_preset:
+            changes["next_preset"] = ""
+        if message.metrics.mode != "call-and-response":
+            changes["turn"] = ""
+        elif not self.status.turn and self.state == RUNNING:
+            changes["turn"] = "your turn"
+        if any(getattr(self.status, k) != v for k, v in changes.items()):
+            self._update(**changes)
+
+    def on_session_events_happened(self, message: msg.SessionEventsHappened) -> None:
+        log_panel = self.query_one(EventLog)
+        for event in message.events:
+            log_panel.write_event(event)
+            if event.kind in _TURN_BY_EVENT:
+                self._update(turn=_TURN_BY_EVENT[event.kind])
 
     def on_engine_failed(self, message: msg.EngineFailed) -> None:
-        self.problem = message.error
-        self.notify(message.error, title="MIDI stopped", severity="error", timeout=10)
+        self._update(problem=message.error)
+        self.notify(message.error, title="Jam stopped", severity="error", timeout=10)
 
     def on_recording_started(self, message: msg.RecordingStarted) -> None:
-        self.recording_now = True
+        self._update(recording_now=True)
 
     def on_recording_saved(self, message: msg.RecordingSaved) -> None:
-        self.recording_now = False
+        self._update(recording_now=False)
         self.notify(f"saved {message.midi_path}", title="Recording")
 
     def on_recording_failed(self, message: msg.RecordingFailed) -> None:
-        self.recording_now = False
+        self._update(recording_now=False)
         self.notify(message.error, title="Not recording", severity="error", timeout=10)
 
     def on_recordings_recovered(self, message: msg.RecordingsRecovered) -> None:
@@ -169,39 +275,12 @@ class JamScreen(Screen):
                     title="Recordings", timeout=10)
 
     def on_log_recorded(self, message: msg.LogRecorded) -> None:
-        level = message.record.levelno
-        style = "red" if level >= logging.ERROR else "yellow" if level >= logging.WARNING else ""
-        self.query_one(RichLog).write(Text(message.text, style=style))
+        self.query_one(EventLog).write_record(message.record, message.text)
 
     # -- drawing ---------------------------------------------------------------------------
 
-    def watch_state(self) -> None:
-        # Ports cannot change under a running path; stop first.
-        self.query_one(PortsPanel).disabled = self.state != STOPPED
-        self._show_status()
-
-    def watch_recording(self) -> None:
-        self._show_status()
-
-    def watch_recording_now(self) -> None:
-        self._show_status()
-
-    def watch_problem(self) -> None:
-        self._show_status()
-
-    def _show_status(self) -> None:
-        text = Text()
-        if self.state == RUNNING:
-            text.append("▶ playing  ", style="bold green")
-            text.append(self.route)
-        else:
-            text.append(f"■ {self.state}", style="bold")
-            if self.state == STOPPED:
-                text.append("  (space to start)", style="dim")
-        if self.recording_now:
-            text.append("   ● REC", style="bold red")
-        elif self.recording:
-            text.append("   ○ record armed", style="red")
-        if self.problem:
-            text.append(f"\n✖ {self.problem}", style="bold red")
-        self.query_one("#status", Static).update(text)
+    def _update(self, **changes) -> None:
+        self.status = replace(self.status, **changes)
+        self.query_one(JamStatus).status = self.status
+        # Ports cannot change under a running jam; stop first.
+        self.query_one(PortsPanel).disabled = self.status.state != STOPPED

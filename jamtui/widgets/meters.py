@@ -1,37 +1,101 @@
-"""Live meters of the MIDI path: messages in and out, drops, send lateness, sounding notes."""
+"""Live meters of the jam: who is playing, notes in and out, response latency, real-time factor,
+lead, echo rate, drops and errors."""
 from __future__ import annotations
+
+import collections
+import math
+import time
 
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+_RATE_WINDOW_S = 2.0  # notes per second are counted over this much recent time
+_ACTIVE_S = 0.5  # a player's light stays on this long after their last note
+
 
 class Meters(Widget):
-    """Draws the last `ThruStats` it was given (`None`: nothing has run yet)."""
+    """Draws the last `SessionMetrics` (and output `SchedulerStats`) it was given; None: no jam yet."""
 
     DEFAULT_CSS = """
     Meters { height: auto; padding: 0 1; }
     """
 
-    stats = reactive(None, layout=True)
+    metrics = reactive(None)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.output = None
+        self._history: collections.deque[tuple[float, int, int]] = collections.deque()
+        self._last_note_s = {"in": -math.inf, "out": -math.inf}
+        self._now_s = 0.0
+
+    def show(self, metrics, output, now_s: float | None = None) -> None:
+        """A new reading (app thread); `now_s` (monotonic) for tests."""
+        now_s = time.monotonic() if now_s is None else now_s
+        last = self._history[-1] if self._history else None
+        if last is not None and (metrics.notes_in < last[1] or metrics.notes_out < last[2]):
+            self._history.clear()  # a new session counts from zero
+            last = None
+        if last is not None:
+            if metrics.notes_in > last[1]:
+                self._last_note_s["in"] = now_s
+            if metrics.notes_out > last[2]:
+                self._last_note_s["out"] = now_s
+        self._history.append((now_s, metrics.notes_in, metrics.notes_out))
+        while len(self._history) > 2 and self._history[1][0] <= now_s - _RATE_WINDOW_S:
+            self._history.popleft()
+        # Ten times a second: lay out again only when the lost-messages line comes or goes.
+        lines_change = self.metrics is None or _lost(self.output) != _lost(output)
+        self.output = output
+        self._now_s = now_s
+        self.metrics = metrics
+        self.refresh(layout=lines_change)
+
+    def active(self, player: str) -> bool:
+        """Whether the performer ("in") or the AI ("out") played a note in the last moment."""
+        return self.metrics is not None and self._now_s - self._last_note_s[player] <= _ACTIVE_S
+
+    def rate(self, player: str) -> float:
+        """Notes per second over the last couple of seconds."""
+        if len(self._history) < 2:
+            return 0.0
+        (t0, in0, out0), (t1, in1, out1) = self._history[0], self._history[-1]
+        if t1 <= t0:
+            return 0.0
+        return ((in1 - in0) if player == "in" else (out1 - out0)) / (t1 - t0)
 
     def render(self) -> Text:
-        stats = self.stats
-        if stats is None:
-            return Text("in –   out –   dropped –   sounding –\nsend lateness ms  p50 –   p99 –   max –", style="dim")
-        capture, scheduler = stats.capture, stats.scheduler
-        dropped = capture.dropped + scheduler.dropped_late
+        # Lines of at most ~40 columns: the meters share an 80-column terminal with the ports.
+        m = self.metrics
+        if m is None:
+            return Text("you ○ notes in  –\nAI  ○ notes out –\nresponses –  p50 –  p99 –\n"
+                        "rtf –  lead –  late p99 –\necho –  dropped –  generation errors –", style="dim")
         text = Text()
-        text.append(f"in {capture.received:<7} out {scheduler.sent:<7} ")
-        text.append(f"dropped {dropped:<5}", style="bold red" if dropped else "")
-        text.append(f" sounding {scheduler.sounding}\n")
-        text.append(
-            f"send lateness ms  p50 {scheduler.lateness_ms_p50:.2f}   "
-            f"p99 {scheduler.lateness_ms_p99:.2f}   max {scheduler.lateness_ms_max:.2f}"
-        )
-        if dropped:
-            text.append(f"\ndropped: {capture.dropped} input queue full, {scheduler.dropped_late} too late to play",
-                        style="red")
-        if scheduler.send_errors:
-            text.append(f"\n{scheduler.send_errors} messages lost to a vanished output port", style="red")
+        for label, player, count in (("you", "in", m.notes_in), ("AI ", "out", m.notes_out)):
+            on = self.active(player)
+            text.append(f"{label} ")
+            text.append("●" if on else "○", style="bold green" if on else "dim")
+            text.append(f" notes {player:<3} {count:<5} {self.rate(player):4.1f}/s")
+            if player == "out" and self.output is not None:
+                text.append(f"  sounding {self.output.sounding}")
+            text.append("\n")
+        if m.responses:
+            text.append(f"responses {m.responses}  p50 {m.response_latency_ms_p50:.0f} ms"
+                        f"  p99 {m.response_latency_ms_p99:.0f} ms\n")
+        else:
+            text.append("responses 0  p50 –  p99 –\n")
+        rtf = f"{m.rtf:.1f}" if math.isfinite(m.rtf) else "–"
+        text.append(f"rtf {rtf}", style="bold red" if math.isfinite(m.rtf) and m.rtf < 1.0 else "")
+        text.append(f"  lead {m.lead_s:.2f} s  late p99 {m.lateness_ms_p99:.1f} ms\n")
+        text.append(f"echo {m.echo_rate:.0%}  ")
+        text.append(f"dropped {m.dropped_onsets}", style="bold red" if m.dropped_onsets else "")
+        text.append("  ")
+        text.append(f"generation errors {m.generation_errors}", style="bold red" if m.generation_errors else "")
+        if self.output is not None and self.output.send_errors:
+            text.append(f"\n{self.output.send_errors} messages lost to a vanished output port", style="red")
         return text
+
+
+def _lost(output) -> bool:
+    return output is not None and output.send_errors > 0

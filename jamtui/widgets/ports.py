@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT
+from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT, is_midi_file_spec
 
 FILE_OPTION = "file"
 
@@ -47,6 +47,17 @@ class PortsPanel(Vertical):
             Option(f"{VIRTUAL_OUT}  (virtual port)", id=f"virtual:{VIRTUAL_OUT}"),
             *(Option(name, id=name) for name in outputs),
         ])
+
+    def prefer(self, input_spec: str, output_spec: str) -> None:
+        """Choose the entries these port specs name (exact name or unique suffix; a .mid path
+        goes into the path field), so the next start plays through them again."""
+        if is_midi_file_spec(input_spec):
+            path = input_spec[len("file:"):] if input_spec.startswith("file:") else input_spec
+            self.query_one("#midi-file", Input).value = path
+            _choose(self.query_one("#inputs", OptionList), FILE_OPTION)
+        else:
+            _choose(self.query_one("#inputs", OptionList), input_spec)
+        _choose(self.query_one("#outputs", OptionList), output_spec)
 
     def show_error(self, error: str, hint: str) -> None:
         self.add_class("-failed")
@@ -90,3 +101,10 @@ def _highlighted_id(option_list: OptionList) -> str | None:
     if index is None or index >= option_list.option_count:
         return None
     return option_list.get_option_at_index(index).id
+
+
+def _choose(option_list: OptionList, spec: str) -> None:
+    ids = [option_list.get_option_at_index(i).id for i in range(option_list.option_count)]
+    matches = [i for i, id_ in enumerate(ids) if id_ == spec] or [i for i, id_ in enumerate(ids) if id_.endswith(spec)]
+    if len(matches) == 1:
+        option_list.highlighted = matches[0]

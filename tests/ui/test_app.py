@@ -1,121 +1,38 @@
-"""JamApp driven by Pilot over real engine objects on in-memory ports (no MIDI system needed)."""
+"""JamApp driven by Pilot over in-memory ports (no MIDI system needed): ports, model loading,
+recordings, the log, and a snapshot of the screen."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib.util
 import json
 import logging
-import time
+import threading
+from types import SimpleNamespace
 
-import mido
 import pytest
-from textual.widgets import OptionList, RichLog, Static
+from textual.widgets import OptionList, Static
 
-from engine.clock import MonotonicClock
-from engine.events import ALL_NOTES_OFF_CC, ALL_SOUND_OFF_CC, RESET_CONTROLLERS_CC, Kind
 from engine.midi.base import PortError
-from engine.midi.memory import MemoryInputPort, MemoryOutputPort
 from engine.midi.ports import PortList, platform_hint
-from engine.midi.thru import Thru
 from jamtui.app import JamApp
 from jamtui.screens.jam import RUNNING, STOPPED
-from jamtui.widgets.meters import Meters
+from jamtui.widgets.eventlog import EventLog
 from jamtui.widgets.ports import PortsPanel
-
-PORTS = PortList("fake", ["Stage Piano"], ["Synth"])
-NOTE_ON, NOTE_OFF = (0x90, 60, 100), (0x80, 60, 0)
-
-
-class Rig:
-    """A Thru factory over memory ports that keeps what it built for the test to look at."""
-
-    def __init__(self, sink_cls=MemoryOutputPort) -> None:
-        self.clock = MonotonicClock()
-        self.source = MemoryInputPort()
-        self.sink = sink_cls(self.clock)
-        self.specs: list[tuple[str, str]] = []
-        self.thru: Thru | None = None
-
-    def factory(self, input_spec: str, output_spec: str) -> Thru:
-        self.specs.append((input_spec, output_spec))
-        self.thru = Thru(self.source, self.sink, clock=self.clock)
-        return self.thru
-
-    def play(self, message: tuple[int, ...]) -> None:
-        self.source.feed(bytes(message), self.clock.now_ns())
-
-    def controls(self, number: int) -> list[int]:
-        return [e.channel for e in self.sink.events if e.kind is Kind.CONTROL and e.number == number]
-
-
-class FailingOnceOutputPort(MemoryOutputPort):
-    """Its first note-on raises a non-port error, as a driver bug would; later sends work."""
-
-    failed = False
-
-    def send(self, message: bytes) -> None:
-        if message[0] & 0xF0 == 0x90 and not self.failed:
-            self.failed = True
-            raise RuntimeError("driver exploded")
-        super().send(message)
-
-
-def async_test(fn):
-    # Runs the async body in its own loop, so the tests need no asyncio plugin.
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
-
-
-async def wait_for(pilot, predicate, timeout_s: float = 5.0) -> None:
-    # Thru's threads run on the real clock, so the UI side can only poll for their result.
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate.__doc__ or predicate}")
-        await pilot.pause(0.02)
-
-
-def make_app(rig: Rig, tmp_path, ports_provider=lambda: PORTS) -> JamApp:
-    return JamApp(thru_factory=rig.factory, ports_provider=ports_provider, recordings_dir=tmp_path / "recordings")
+from tests.ui.rig import (
+    PORTS,
+    Rig,
+    async_test,
+    log_text,
+    make_app,
+    ports_listed,
+    status_text,
+    wait_for,
+)
 
 
 def option_ids(app: JamApp, selector: str) -> list[str]:
     option_list = app.screen.query_one(selector, OptionList)
     return [option_list.get_option_at_index(i).id for i in range(option_list.option_count)]
-
-
-async def start(app: JamApp, pilot) -> None:
-    await wait_for(pilot, lambda: app.screen.query_one("#inputs", OptionList).option_count > 0)
-    await pilot.press("space")
-    await wait_for(pilot, lambda: app.screen.state == RUNNING)
-
-
-def status_text(app: JamApp) -> str:
-    return str(app.screen.query_one("#status", Static).render())
-
-
-def log_text(app: JamApp) -> str:
-    # Wrapping splits long paths over lines; joining them back makes the text searchable.
-    lines = [line.text.rstrip() for line in app.screen.query_one(RichLog).lines]
-    return " ".join(lines) + "\n" + "".join(lines)
-
-
-def stats(app: JamApp):
-    return app.screen.query_one(Meters).stats
-
-
-def sent_at_least(app: JamApp, n: int):
-    return lambda: stats(app) is not None and stats(app).scheduler.sent >= n
-
-
-def assert_ends_in_silence(rig: Rig) -> None:
-    tail = [(e.channel, e.number) for e in rig.sink.events[-32:]]
-    assert tail == [(ch, cc) for ch in range(16) for cc in (ALL_NOTES_OFF_CC, RESET_CONTROLLERS_CC)]
-    assert rig.sink.closed and rig.thru.stopped.is_set()
 
 
 @async_test
@@ -153,85 +70,60 @@ async def test_without_a_midi_system_the_app_runs_and_says_why(tmp_path):
 
 
 @async_test
-async def test_space_starts_and_a_note_reaches_meters_and_output(tmp_path):
-    rig = Rig()
-    app = make_app(rig, tmp_path)
-    async with app.run_test() as pilot:
-        await start(app, pilot)
-        assert rig.specs == [("virtual:jamtui in", "virtual:jamtui out")]
-        rig.play(NOTE_ON)
-        await wait_for(pilot, sent_at_least(app, 1))
-        assert (stats(app).capture.received, stats(app).scheduler.sounding) == (1, 1)
-        assert "sounding 1" in app.screen.query_one(Meters).render().plain
-        on = rig.sink.events[0]
-        assert (on.kind, on.number, on.value) == (Kind.NOTE_ON, 60, 100)
+async def test_the_model_loads_in_a_worker_while_the_screen_answers(tmp_path, jam_model):
+    release = threading.Event()
 
+    def slow_loader(path):
+        release.wait(10)
+        return jam_model
+
+    app = JamApp(port_opener=Rig().open, ports_provider=lambda: PORTS, model_loader=slow_loader,
+                 recordings_dir=tmp_path / "recordings", user_presets_dir=tmp_path / "presets")
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: "loading model default-model" in status_text(app))
+        await pilot.press("m")  # the UI thread is free while the model loads
+        await wait_for(pilot, lambda: app.screen.mode == "accompany")
+        release.set()
+        await wait_for(pilot, lambda: "default-model · cpu" in status_text(app))
+        assert "loading" not in status_text(app)
+
+
+@async_test
+async def test_a_model_that_cannot_load_is_reported_and_nothing_starts(tmp_path):
+    def broken(path):
+        raise OSError("model.safetensors: truncated")
+
+    rig = Rig()
+    app = JamApp(port_opener=rig.open, ports_provider=lambda: PORTS, model_loader=broken,
+                 recordings_dir=tmp_path / "recordings", user_presets_dir=tmp_path / "presets")
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: "could not load" in status_text(app))
+        await ports_listed(pilot)
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.screen.state == STOPPED)
-        assert (rig.sink.events[1].kind, rig.sink.events[1].number) == (Kind.NOTE_OFF, 60)
-        assert_ends_in_silence(rig)
+        await wait_for(pilot, lambda: "no model to play with" in status_text(app))
+        assert app.screen.state == STOPPED and rig.specs == []
 
 
 @async_test
-async def test_p_panics_with_all_sound_off(tmp_path):
-    rig = Rig()
-    app = make_app(rig, tmp_path)
-    async with app.run_test() as pilot:
-        await start(app, pilot)
-        rig.play(NOTE_ON)
-        await wait_for(pilot, sent_at_least(app, 1))
-        await pilot.press("p")
-        await wait_for(pilot, lambda: len(rig.controls(ALL_SOUND_OFF_CC)) == 16)
-        assert (rig.sink.events[1].kind, rig.sink.events[1].number) == (Kind.NOTE_OFF, 60)
-        assert rig.controls(ALL_SOUND_OFF_CC) == list(range(16))
-        assert app.screen.state == RUNNING  # panic silences; the jam goes on
-
-
-@async_test
-async def test_q_stops_in_silence_before_quitting(tmp_path):
-    rig = Rig()
-    app = make_app(rig, tmp_path)
-    async with app.run_test() as pilot:
-        await start(app, pilot)
-        rig.play(NOTE_ON)
-        await wait_for(pilot, sent_at_least(app, 1))
-        await pilot.press("q")
-    assert not app.is_running
-    assert (rig.sink.events[1].kind, rig.sink.events[1].number) == (Kind.NOTE_OFF, 60)
-    assert_ends_in_silence(rig)
-
-
-@async_test
-async def test_an_engine_error_stops_in_silence_and_is_reported(tmp_path):
-    rig = Rig(sink_cls=FailingOnceOutputPort)
-    app = make_app(rig, tmp_path)
-    async with app.run_test() as pilot:
-        await start(app, pilot)
-        rig.play(NOTE_ON)
-        await wait_for(pilot, lambda: app.screen.state == STOPPED)
-        assert_ends_in_silence(rig)
-        assert "driver exploded" in status_text(app)
-
-
-@async_test
-async def test_a_port_that_cannot_open_leaves_the_app_stopped(tmp_path):
-    def missing(input_spec: str, output_spec: str) -> Thru:
+async def test_a_port_that_cannot_open_leaves_the_app_stopped(tmp_path, jam_model):
+    def missing(input_spec, output_spec, clock):
         raise PortError("no MIDI input port matches 'Stage Piano'")
 
-    app = JamApp(thru_factory=missing, ports_provider=lambda: PORTS, recordings_dir=tmp_path)
+    app = JamApp(port_opener=missing, ports_provider=lambda: PORTS, model_loader=lambda path: jam_model,
+                 recordings_dir=tmp_path, user_presets_dir=tmp_path / "presets")
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.screen.query_one("#inputs", OptionList).option_count > 0)
+        await ports_listed(pilot)
         await pilot.press("space")
         await wait_for(pilot, lambda: "no MIDI input port matches 'Stage Piano'" in status_text(app))
         assert app.screen.state == STOPPED
 
 
 @async_test
-async def test_enter_in_the_file_field_plays_that_file(tmp_path):
+async def test_enter_in_the_file_field_plays_that_file(tmp_path, jam_model):
     rig = Rig()
-    app = make_app(rig, tmp_path)
+    app = make_app(rig, tmp_path, jam_model)
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.screen.query_one("#inputs", OptionList).option_count > 0)
+        await ports_listed(pilot)
         await pilot.click("#midi-file")
         await pilot.press(*"/x/demo.mid", "enter")
         await wait_for(pilot, lambda: app.screen.state == RUNNING)
@@ -239,23 +131,15 @@ async def test_enter_in_the_file_field_plays_that_file(tmp_path):
 
 
 @async_test
-async def test_r_records_the_jam_to_a_midi_file(tmp_path):
+async def test_jam_mode_starts_at_once_on_the_given_ports_and_keeps_them_chosen(tmp_path, jam_model):
     rig = Rig()
-    app = make_app(rig, tmp_path)
+    app = make_app(rig, tmp_path, jam_model, input_spec="Piano", output_spec="virtual:jamtui out", autostart=True)
     async with app.run_test() as pilot:
-        await pilot.press("r")
-        await start(app, pilot)
-        await wait_for(pilot, lambda: app.screen.recording_now)
-        rig.play(NOTE_ON)
-        rig.play(NOTE_OFF)
-        await wait_for(pilot, sent_at_least(app, 2))
-        await pilot.press("r")
-        await wait_for(pilot, lambda: not app.screen.recording_now)
-        assert app.screen.state == RUNNING
-    [midi_path] = (tmp_path / "recordings").glob("*.mid")
-    notes = [m.note for m in mido.MidiFile(midi_path) if m.type == "note_on"]
-    assert notes == [60]
-    assert not list((tmp_path / "recordings").glob("*.partial.jsonl"))
+        await wait_for(pilot, lambda: app.screen.state == RUNNING)
+        assert rig.specs == [("Piano", "virtual:jamtui out")]
+        await ports_listed(pilot)
+        await wait_for(pilot, lambda: app.screen.query_one(PortsPanel).selection()
+                       == ("Stage Piano", "virtual:jamtui out"))
 
 
 @async_test
@@ -287,7 +171,12 @@ async def test_log_records_show_in_the_log_panel_and_logging_is_restored(tmp_pat
 @pytest.mark.skipif(importlib.util.find_spec("pytest_textual_snapshot") is None,
                     reason="needs pytest-textual-snapshot")
 def test_main_screen_snapshot(snap_compare, tmp_path):
-    async def ports_listed(pilot) -> None:
-        await wait_for(pilot, lambda: pilot.app.screen.query_one("#outputs", OptionList).option_count > 0)
+    # A stand-in model: the screen shows where it runs, which must not depend on this machine.
+    model = SimpleNamespace(device=SimpleNamespace(type="cpu"), dtype="torch.float32")
 
-    assert snap_compare(make_app(Rig(), tmp_path), terminal_size=(100, 30), run_before=ports_listed)
+    async def ready(pilot) -> None:
+        await ports_listed(pilot)
+        await wait_for(pilot, lambda: "cpu float32" in status_text(pilot.app))
+        pilot.app.screen.query_one(EventLog).clear()  # log lines carry the time of day
+
+    assert snap_compare(make_app(Rig(), tmp_path, (model, None)), terminal_size=(100, 30), run_before=ready)
