@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,10 @@ API_ENV = "JAMTUI_MIDI_API"
 API_NAMES = ("auto", "alsa", "jack", "coremidi", "winmm")
 # ALSA appends "client:port" numbers that change between boots; match names without them.
 _ALSA_NUMBERS = re.compile(r"\s+\d+:\d+$")
+# rtmidi's JACK output hands messages to JACK from a ring buffer once per period; a port
+# closed sooner than a period or two after a send loses its last messages (measured: the
+# reader got copies of the first message of the burst instead). Covers periods up to ~40 ms.
+_JACK_DRAIN_NS = 100_000_000
 
 
 def _rtmidi():
@@ -322,6 +327,7 @@ class RtMidiOutputPort(_ReopenablePort):
         self._virtual = _virtual_name(spec)
         self._lock = threading.Lock()
         self._midi_out = None
+        self._last_send_ns = 0
         self.connected = False
         self.name = spec
         self._open()
@@ -344,13 +350,20 @@ class RtMidiOutputPort(_ReopenablePort):
         self.connected = True
 
     def send(self, message: bytes) -> None:
-        midi_out = self._midi_out
-        if midi_out is None:
-            raise PortError(f"MIDI output port '{self.name}' is disconnected")
-        midi_out.send_message(message)
+        # Under the lock: a disconnect (the port watcher's thread) frees the rtmidi object,
+        # and sending through a freed one crashes the process.
+        with self._lock:
+            if self._midi_out is None:
+                raise PortError(f"MIDI output port '{self.name}' is disconnected")
+            self._midi_out.send_message(message)
+            self._last_send_ns = time.monotonic_ns()
 
     def _release(self) -> None:
         if self._midi_out is not None:
+            if self.api == "jack":  # let JACK take what was just sent (e.g. the silence at a stop)
+                wait_ns = self._last_send_ns + _JACK_DRAIN_NS - time.monotonic_ns()
+                if wait_ns > 0:
+                    time.sleep(wait_ns / 1e9)
             self._midi_out.close_port()
             self._midi_out.delete()
             self._midi_out = None

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # instant is off-then-on, then controllers (pedal), then new notes.
 _PRIORITY_OFF, _PRIORITY_CONTROL, _PRIORITY_ON = 0, 1, 2
 _IDLE_WAIT_NS = 100_000_000
+_RETRY_WAIT_S = 0.05  # how often releases lost to a vanished port are tried again
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,10 @@ class OutputScheduler:
     Every note-on sent gets exactly one note-off: a re-struck pitch first ends the sounding
     note, and the older note's scheduled off is then skipped, so it never cuts the new one.
     Onsets later than `late_drop_ms` are dropped and counted; note-offs are never dropped.
+
+    While the port fails (a vanished device), onsets are lost and not tracked; note-offs
+    and pedal releases that could not be sent are owed and sent as soon as the port takes
+    messages again, so a synth that comes back with the port holds no note.
     """
 
     def __init__(
@@ -81,6 +86,8 @@ class OutputScheduler:
         self._sounding: dict[tuple[int, int], int] = {}
         self._sent_onsets: dict[int, int] = {}  # sounding note id -> its onset deadline
         self._pedal_down: set[int] = set()
+        # Releases the port refused: (kind, channel, number) -> message, sent once it works again.
+        self._owed: dict[tuple[str, int, int], MidiEvent] = {}
         self._panic_requested = False
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -198,6 +205,8 @@ class OutputScheduler:
                 self._panic_requested = False
                 self._silence_locked(panic=True)
             now_ns = self.clock.now_ns() if now_ns is None else now_ns
+            if self._owed:
+                sent += self._pay_owed()
             while self._heap and self._heap[0][0] <= now_ns:
                 deadline_ns, _, _, event, note_id = heapq.heappop(self._heap)
                 sent += self._dispatch(event.at(deadline_ns), note_id)
@@ -253,28 +262,51 @@ class OutputScheduler:
                 self.dropped_late += 1
                 return 0
             sent = 0
-            if key in self._sounding:
+            owed_off = self._owed.pop(("note", *key), None)  # its note outlived a failing port
+            if key in self._sounding or owed_off is not None:
                 # Re-strike: the old note ends here, its own scheduled off becomes a no-op.
-                sent += self._send(note_off(event.t_ns, event.number, event.channel))
-                del self._sounding[key]
-            sent += self._send(event)
+                sent += self._release(note_off(event.t_ns, event.number, event.channel))
+                self._sent_onsets.pop(self._sounding.pop(key, None), None)
+            if not self._send(event):
+                return sent  # the port lost it: nothing sounds, its scheduled off is skipped
             token = note_id if note_id is not None else next(self._raw_ids)
             self._sounding[key] = token
             self._sent_onsets[token] = event.t_ns
-            return sent
+            return sent + 1
         if event.kind is Kind.NOTE_OFF:
             owner = self._sounding.get(key)
             if owner is None or (note_id is not None and owner != note_id):
                 return 0
             del self._sounding[key]
             self._sent_onsets.pop(owner, None)
-            return self._send(event)
+            return self._release(event)
         if _is_pedal(event):
             if event.value >= 64:
                 self._pedal_down.add(event.channel)
+                self._owed.pop(("pedal", event.channel, SUSTAIN_CC), None)
             else:
                 self._pedal_down.discard(event.channel)
+                return self._release(event)
         return self._send(event)
+
+    def _release(self, event: MidiEvent) -> int:
+        """Send a note-off or pedal-up; if the port refuses it, owe it."""
+        sent = self._send(event)
+        if not sent:
+            kind = "note" if event.kind is Kind.NOTE_OFF else "pedal"
+            self._owed[(kind, event.channel, event.number)] = event
+        return sent
+
+    def _pay_owed(self) -> int:
+        """Send owed releases, oldest first, until the port refuses one (it is still gone)."""
+        sent = 0
+        now_ns = self.clock.now_ns()
+        for key, event in list(self._owed.items()):
+            if not self._send(event.at(now_ns)):
+                break
+            del self._owed[key]
+            sent += 1
+        return sent
 
     def _send(self, event: MidiEvent) -> int:
         now_ns = self.clock.now_ns()
@@ -307,8 +339,13 @@ class OutputScheduler:
                 with self._lock:
                     panic = self._panic_requested
                     next_ns = self._heap[0][0] if self._heap else None
+                    owed = bool(self._owed)
                 if panic:
                     self.step()
+                    continue
+                if owed and (next_ns is None or next_ns - self.clock.now_ns() > _RETRY_WAIT_S * 1e9):
+                    if not self._wake.wait(_RETRY_WAIT_S):
+                        self.step()  # try the owed releases again
                     continue
                 if next_ns is None:
                     self._wake.wait(_IDLE_WAIT_NS / 1e9)
@@ -336,19 +373,25 @@ class OutputScheduler:
         Each message is sent on its own, so a failing port still gets every message tried.
         """
         now_ns = self.clock.now_ns()
-        messages = [note_off(now_ns, pitch, channel) for (channel, pitch) in sorted(self._sounding)]
-        for number in (SUSTAIN_CC,):
-            messages += [control(now_ns, number, 0, channel) for channel in range(16)]
+        releases = [event.at(now_ns) for event in self._owed.values()]
+        releases += [note_off(now_ns, pitch, channel) for (channel, pitch) in sorted(self._sounding)]
+        releases += [control(now_ns, SUSTAIN_CC, 0, channel) for channel in range(16)]
+        messages = []
         numbers = (ALL_NOTES_OFF_CC, RESET_CONTROLLERS_CC) + ((ALL_SOUND_OFF_CC,) if panic else ())
         for channel in range(16):
             messages += [control(now_ns, number, 0, channel) for number in numbers]
         self._heap.clear()
+        self._owed.clear()
         self._sounding.clear()
         self._sent_onsets.clear()
         self._pedal_down.clear()
-        for message in messages:
+        # After a panic the scheduler goes on, and releases a failing port refused stay owed;
+        # after the stop they are lost with the port.
+        release = self._release if panic else self._send
+        sends = [(release, m) for m in releases] + [(self._send, m) for m in messages]
+        for send, message in sends:
             try:
-                self._send(message)
+                send(message)
             except Exception as exc:  # noqa: BLE001 - keep trying the rest
                 self.send_errors += 1
                 log.warning("could not send %s while silencing: %s", message.to_bytes().hex(" "), exc)
