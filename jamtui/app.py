@@ -71,7 +71,7 @@ def run_console(args) -> int:
     it starts at once on --in/--out with --preset (recording with --record, quitting after --seconds)."""
     jam = args.command == "jam"
     if jam and args.seconds is not None and args.seconds <= 0:
-        from jamtui.cli import UserError
+        from jamtui.errors import UserError
 
         raise UserError(f"--seconds must be positive, got {args.seconds}")
     preset = load_preset(args.preset if jam else "default")  # a bad preset is one line, before the screen

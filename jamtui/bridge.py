@@ -60,9 +60,9 @@ def open_ports(input_spec: str, output_spec: str, clock: Clock, *, api: str | No
 
 def load_model(path: Path) -> tuple[Any, Any]:
     """The checkpoint as the headless jam loads it (fp32 on CPU with one torch thread, fp16 on CUDA)."""
-    from jamtui.cli import _load_model
+    from jamtui.models import load_model
 
-    return _load_model(path)
+    return load_model(path)
 
 
 def default_ports_provider(api: str | None = None) -> PortsProvider:

@@ -9,11 +9,23 @@ import sys
 import threading
 from pathlib import Path
 
+from jamtui.errors import UserError  # also jamtui.cli.UserError
+
 log = logging.getLogger("jamtui")
 
 
-class UserError(Exception):
-    """Bad input from the user: printed as one line, exit status 2, no traceback."""
+def load_model(path: Path | None):
+    from jamtui.models import load_model as load
+
+    return load(path)
+
+
+def preset_and_model(name: str):
+    from jamtui.models import preset_and_model as load
+
+    return load(name)
+
+
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -241,7 +253,7 @@ def cmd_bench(args) -> int:
     if args.cues < 0:
         raise UserError(f"--cues must be 0 or more, got {args.cues}")
     preset = load_preset(args.preset)
-    model, tokenizer = (None, None) if args.no_model else _load_model(args.model)
+    model, tokenizer = (None, None) if args.no_model else load_model(args.model)
     port = open_output(args.out, api=args.api) if args.out else None
     try:
         result = run_all(n_events=args.events, load=not args.no_load, load_threads=args.load_threads, port=port,
@@ -264,27 +276,6 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def _load_model(path: Path | None):
-    """(live model, tokenizer) of a checkpoint, checked against each other; fp32 CPU or fp16 CUDA."""
-    import torch
-
-    from engine.continuation import DEFAULT_MODEL_DIR
-    from engine.model.checkpoint import CheckpointError, load_checkpoint, read_meta
-    from engine.tokenizer import JamTokenizer, TokenizerConfigError
-
-    path = path or DEFAULT_MODEL_DIR
-    meta = read_meta(path)
-    try:
-        tokenizer = JamTokenizer.from_dict(meta.tokenizer)
-    except TokenizerConfigError as exc:
-        raise CheckpointError(path, f"its tokenizer does not match this jamtui's: {exc}") from exc
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        torch.set_num_threads(1)  # measured faster under load on 2 cores (docs in README)
-    checkpoint = load_checkpoint(path, expected_tokenizer=tokenizer.to_dict(), device=device)
-    return checkpoint.model, tokenizer
-
-
 def cmd_generate(args) -> int:
     from engine.conditions import Conditions
     from engine.continuation import continue_notes, notes_from_events, write_duet
@@ -295,7 +286,7 @@ def cmd_generate(args) -> int:
     if args.seconds <= 0:
         raise UserError(f"--seconds must be positive, got {args.seconds}")
     prompt = notes_from_events(load_midi_events(args.prompt))
-    model, tokenizer = _load_model(args.model)
+    model, tokenizer = load_model(args.model)
     try:
         conditions = Conditions(genre=args.genre) if args.genre else None
     except ValueError as exc:
@@ -328,14 +319,6 @@ def cmd_preset(args) -> int:
     return 0
 
 
-def _preset_and_model(name: str):
-    from engine.presets import load_preset, resolve_model_path
-
-    preset = load_preset(name)
-    model, tokenizer = _load_model(resolve_model_path(preset))
-    return preset, model, tokenizer
-
-
 def cmd_simulate(args) -> int:
     from engine.midi.midifile import load_midi_events
     from engine.simulate import simulate
@@ -343,7 +326,7 @@ def cmd_simulate(args) -> int:
     load_midi_events(args.performer)  # a clear error for a bad file before the model loads
     if args.minutes is not None and args.minutes <= 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}")
-    preset, model, tokenizer = _preset_and_model(args.preset)
+    preset, model, tokenizer = preset_and_model(args.preset)
     report = simulate(args.performer, model, tokenizer, preset, args.out, minutes=args.minutes, seed=args.seed)
     args.report.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report))
@@ -357,7 +340,7 @@ def cmd_jam(args) -> int:
     from engine.midi.watch import PortWatcher
     from engine.session import Session
 
-    preset, model, tokenizer = _preset_and_model(args.preset)
+    preset, model, tokenizer = preset_and_model(args.preset)
     clock = MonotonicClock()
     source, sink = _open_ports(args, clock)
     recorder = _start_recorder(args.record, clock, {"in": source.name, "out": sink.name,

@@ -442,3 +442,27 @@ def test_bench_model_returns_flat_figures():
     for key in ("prefill_ms", "decode_ms_p50", "decode_ms_p99", "nocache_decode_ms_p50", "kv_speedup", "rtf"):
         assert isinstance(fig[key], float) and fig[key] > 0, key
     assert all(isinstance(v, (int, float, str)) for v in fig.values())
+
+
+def test_choose_device_keeps_the_cpu_without_cuda_and_rejects_unknown_names(tiny_checkpoint, monkeypatch):
+    from engine.model.device import choose_device, decode_ms
+
+    model = load_checkpoint(tiny_checkpoint, warmup=False).model
+    assert decode_ms(model, context_tokens=32, steps=5) > 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert choose_device(model, "auto") == (model, "cpu")
+    assert choose_device(model, "cuda")[1] == "cpu (no CUDA device)"
+    monkeypatch.setenv("JAMTUI_DEVICE", "gpu")
+    with pytest.raises(ValueError, match="JAMTUI_DEVICE"):
+        choose_device(model)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_choose_device_times_both_on_cuda(tiny_checkpoint):
+    from engine.model.device import choose_device
+
+    model = load_checkpoint(tiny_checkpoint, warmup=False).model
+    chosen, why = choose_device(model, "auto")
+    assert "ms/token" in why and chosen.device.type == ("cuda" if why.startswith("cuda") else "cpu")
+    forced, why = choose_device(model, "cuda")
+    assert forced.device.type == "cuda" and forced.dtype == torch.float16
