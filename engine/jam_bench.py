@@ -16,6 +16,7 @@ from dataclasses import replace
 from engine.clock import MonotonicClock
 from engine.metrics import percentile
 from engine.midi.memory import MemoryInputPort, MemoryOutputPort
+from engine.realtime import quiet_the_interpreter
 
 MS = 1_000_000
 
@@ -64,6 +65,7 @@ def _trials(model, tokenizer, preset, cues: int, seed: int, *, handover_key: int
     clock = MonotonicClock()
     inp, out = MemoryInputPort("bench in"), MemoryOutputPort(clock, name="bench out")
     session = Session(inp, out, model, tokenizer, preset, clock=clock, seed=seed)
+    quiet_the_interpreter()  # as `jamtui jam` and the console do
     rng = random.Random(seed)
     waited: list[int] = []
     session.start()

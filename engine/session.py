@@ -49,7 +49,9 @@ class Session(SessionControl):
         self.channel = channel
         self._port_name = getattr(output_port, "name", "")
         self.capture = Capture(input_port, clock=self.clock)
-        self.scheduler = OutputScheduler(output_port, self.clock, on_sent=self._on_sent)
+        self.scheduler = OutputScheduler(output_port, self.clock, on_sent=self._on_sent,
+                                         on_error=lambda exc: self._fail("output", exc))
+        self.error: BaseException | None = None  # what stopped the session, if anything did
         self._chunks = ChunkGenerator(model, tokenizer, seed=seed)
         self._worker: GenerationWorker | None = None
         self._results: queue.Queue[ChunkResult | NoteResult] = queue.Queue()
@@ -78,7 +80,8 @@ class Session(SessionControl):
         self._chunk_compute_s = 0.05  # running estimate of any chunk's compute
         self._echo = EchoMeter()
         self._echo_windows = EchoWindows(self._echo)
-        self.notes_out = self.chunks = self.generation_errors = 0
+        self.notes_out = self.chunks = self.generation_errors = self.late_notes = 0
+        self._late_ns_max = 0
         self._compute_s = self._music_s = 0.0
 
     # -- running ---------------------------------------------------------------------------
@@ -158,10 +161,17 @@ class Session(SessionControl):
                 if event is not None:
                     self._on_input(event, self.clock.now_ns())
                 self.tick()
-        except BaseException:  # noqa: BLE001 - whatever broke, the output ends in silence
+        except BaseException as exc:  # noqa: BLE001 - whatever broke, the output ends in silence
             log.exception("session control loop failed; stopping in silence")
             self.scheduler.panic()
-            self._emit("failed", self._now_s(self.clock.now_ns()))
+            self._fail("control", exc)
+
+    def _fail(self, where: str, exc: BaseException) -> None:
+        """A thread of the session died: it stops (in silence) and says why; the owner calls stop()."""
+        if self.error is None:
+            self.error = exc
+            self._stop.set()
+            self._emit("failed", self._now_s(self.clock.now_ns()), where=where, error=repr(exc))
 
     # -- input -----------------------------------------------------------------------------
 
@@ -361,6 +371,9 @@ class Session(SessionControl):
             on_ns = self.start_ns + s_to_ns(n.start_s) + offset_ns
             off_ns = self.start_ns + s_to_ns(n.end_s) + offset_ns
             if on_ns < now_ns:  # computed too late for its place: play it now, as long as meant
+                with self._lock:
+                    self.late_notes += 1
+                    self._late_ns_max = max(self._late_ns_max, now_ns - on_ns)
                 off_ns += now_ns - on_ns
                 on_ns = now_ns
             self.scheduler.schedule_note(on_ns, max(off_ns, on_ns + 1_000_000), n.pitch, n.velocity, self.channel)

@@ -65,6 +65,8 @@ class SessionControl:
                 entry_compute_ms_p50=first["first_ms_p50"],
                 ai_phrases=self._echo.ai_phrases,
                 compute_s=self._compute_s,
+                late_notes=self.late_notes,
+                late_ms_max=self._late_ns_max / 1e6,
                 prepare_ms=self._prepare_s * 1000,
             )
 

@@ -39,6 +39,8 @@ class SessionMetrics:
     lateness_ms_p99: float
     ai_phrases: int = 0  # the AI phrases echo_rate is counted over
     compute_s: float = 0.0  # generation compute so far
+    late_notes: int = 0  # notes computed after their time, played at once instead
+    late_ms_max: float = 0.0  # the latest of them
     entry_compute_ms_p50: float = 0.0  # compute until an entry's first note is ready (hidden by generating ahead)
     prepare_ms: float = 0.0  # how long before a predicted cue the turn's first chunk is asked for
 

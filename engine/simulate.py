@@ -78,6 +78,7 @@ def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: f
         "prepare_ms": round(metrics.prepare_ms, 1),
         "rtf": metrics.rtf,
         "dropped_onsets": metrics.dropped_onsets,
+        "late_notes": metrics.late_notes,
         "generation_errors": metrics.generation_errors,
         "chunks": metrics.chunks,
         "rss_mb_first": segments[0]["rss_mb"] if segments else None,

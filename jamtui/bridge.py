@@ -2,10 +2,8 @@
 and events, the model it plays, recordings and port scans."""
 from __future__ import annotations
 
-import gc
 import logging
 import math
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +13,7 @@ from engine.clock import Clock, MonotonicClock
 from engine.midi.base import PortError
 from engine.midi.ports import PortList, list_ports, open_input, open_output, platform_hint
 from engine.midi.watch import PortWatcher
+from engine.realtime import quiet_the_interpreter
 from engine.presets import Preset, resolve_model_path
 from jamtui.messages import (
     EngineFailed,
@@ -39,7 +38,6 @@ PortOpener = Callable[[str, str, Clock], tuple[Any, Any]]  # (input spec, output
 ModelLoader = Callable[[Path], tuple[Any, Any]]  # checkpoint directory -> (live model, tokenizer)
 PortsProvider = Callable[[], PortList]
 POLL_INTERVAL_S = 0.1
-_GIL_SWITCH_S = 0.0005
 
 
 def default_recordings_dir() -> Path:
@@ -74,17 +72,6 @@ def _device(model) -> str:
         return f"{model.device.type} {str(model.dtype).removeprefix('torch.')}"
     except AttributeError:
         return "?"
-
-
-def _quiet_the_interpreter() -> None:
-    """Keep the UI's Python from holding the GIL long while notes are due (measured here: a
-    full garbage collection over torch's and Textual's objects took 100-215 ms, dropping notes
-    as too late; the UI thread's 5 ms GIL slices put the scheduler's p99 lateness at 7.5 ms).
-    Collect once before the music, keep those objects out of later collections, and hand the
-    GIL over sooner (the UI thread measured 0.9 ms p99 with 0.5 ms slices)."""
-    gc.collect()
-    gc.freeze()
-    sys.setswitchinterval(min(sys.getswitchinterval(), _GIL_SWITCH_S))
 
 
 class EngineBridge:
@@ -209,7 +196,7 @@ class EngineBridge:
                 self._session = Session(source, sink, loaded[0], loaded[1], preset, clock=clock)
                 if self._record_armed:
                     self._start_recorder_locked()
-                _quiet_the_interpreter()
+                quiet_the_interpreter()
                 self._session.start()
                 self._watcher = PortWatcher([source, sink])
                 self._watcher.start()
@@ -255,13 +242,12 @@ class EngineBridge:
         self._post(MetricsUpdated(session.metrics(), session.scheduler.stats(), session.preset.name))
         if events:
             self._post(SessionEventsHappened(events))
-        # The session reports a dead control loop as an event; a dead output thread only here.
-        if any(event.kind == "failed" for event in events):
-            failure = "the session stopped after an error (details in the log)"
-        elif session.scheduler.error is not None:
-            failure = f"output stopped: {session.scheduler.error}"
-        else:
+        # A dead control loop or output thread: the session stopped itself and says why.
+        if session.error is None:
             return
+        failed = next((e for e in events if e.kind == "failed"), None)
+        where = failed.detail.get("where") if failed is not None else None
+        failure = f"{'output' if where == 'output' else 'session'} stopped: {session.error}"
         if self._failed is not session:
             self._failed = session
             self._post(EngineFailed(failure))

@@ -338,17 +338,24 @@ def cmd_jam(args) -> int:
         return cmd_app(args)  # before the engine's imports: the console loads torch in a worker
     from engine.clock import MonotonicClock
     from engine.midi.watch import PortWatcher
+    from engine.realtime import quiet_the_interpreter
     from engine.session import Session
 
     preset, model, tokenizer = preset_and_model(args.preset)
     clock = MonotonicClock()
+    stop = threading.Event()
+    _stop_on_signals(stop)  # from here a Ctrl-C ends in silence with the recording kept
     source, sink = _open_ports(args, clock)
     recorder = _start_recorder(args.record, clock, {"in": source.name, "out": sink.name,
                                                     "preset": preset.name}) if args.record else None
-    session = Session(source, sink, model, tokenizer, preset, clock=clock, recorder=recorder,
-                      on_event=lambda e: log.info("%s at %.2f s %s", e.kind, e.t_s, e.detail or ""))
-    stop = threading.Event()
-    _stop_on_signals(stop)
+
+    def on_event(event) -> None:
+        log.info("%s at %.2f s %s", event.kind, event.t_s, event.detail or "")
+        if event.kind == "failed":
+            stop.set()
+
+    session = Session(source, sink, model, tokenizer, preset, clock=clock, recorder=recorder, on_event=on_event)
+    quiet_the_interpreter()
     session.start()
     watcher = PortWatcher([source, sink])  # a synth or keyboard that vanishes is reopened when it is back
     watcher.start()
@@ -359,12 +366,13 @@ def cmd_jam(args) -> int:
         while not stop.wait(5.0 if deadline is None else min(5.0, max(0.0, (deadline - clock.now_ns()) / 1e9))):
             m = session.metrics()
             print(f"jamtui jam: in {m.notes_in} out {m.notes_out} response p50 {m.response_latency_ms_p50:.1f} ms "
-                  f"p99 {m.response_latency_ms_p99:.1f} ms rtf {m.rtf:.1f} dropped {m.dropped_onsets}",
+                  f"p99 {m.response_latency_ms_p99:.1f} ms rtf {m.rtf:.1f} dropped {m.dropped_onsets} late {m.late_notes}",
                   file=sys.stderr, flush=True)
             if deadline is not None and clock.now_ns() >= deadline:
                 break
     finally:
         watcher.stop()  # before the ports close, or it would reopen them
+        failure = session.error
         session.stop()
         sink.close()
         source.close()
@@ -373,6 +381,9 @@ def cmd_jam(args) -> int:
             paths = recorder.close(timings={"response_ms_p50": m.response_latency_ms_p50,
                                             "response_ms_p99": m.response_latency_ms_p99, "rtf": m.rtf})
             print(f"jamtui jam: recorded {paths.midi_path}", file=sys.stderr)
+    if failure is not None:
+        print(f"jamtui jam: error: the session stopped: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 

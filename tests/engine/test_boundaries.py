@@ -13,7 +13,8 @@ ENGINE_MODULES = [
     "engine.session", "engine.generation", "engine.tokenizer", "engine.notes", "engine.conditions", "engine.listening", "engine.injection", "engine.presets", "engine.generate", "engine.model.transformer",
     "engine.model.kv_cache", "engine.model.checkpoint", "engine.model.bench", "engine.stream",
     "engine.token_decoder", "engine.session_control", "engine.session_state", "engine.performer",
-    "engine.ai_notes", "engine.jam_bench", "engine.simulate", "engine.continuation",
+    "engine.ai_notes", "engine.jam_bench", "engine.simulate", "engine.continuation", "engine.realtime",
+    "engine.model.device",
 ]
 
 

@@ -221,6 +221,57 @@ def test_a_stall_in_generation_makes_notes_late_never_hung(tokenizer, playful):
     assert_clean_end(session, out)
 
 
+def test_a_stall_longer_than_the_lead_is_counted(tokenizer, playful):
+    """A 1 s stall outlasts any lead the session keeps: the notes it delays are played at
+    once (counted as late, with how late) or dropped, and still none hangs."""
+    model = Faulty(playful, sleep_at={40}, sleep_s=1.0)
+    clock = MonotonicClock()
+    out = OutputMessages(clock)
+    session = Session(MemoryInputPort(), out, model, tokenizer, Preset(mode="continuous", lookahead_s=0.05),
+                      clock=clock, seed=3)
+    session.start()
+    try:
+        assert model.stalled.wait(20), f"the stall never came ({model.decodes} decodes)"
+        played = session.metrics().notes_out
+        assert wait_for(lambda: session.metrics().notes_out >= played + 5, 20), "the session did not recover"
+        metrics = session.metrics()
+        assert metrics.late_notes + metrics.dropped_onsets > 0
+        assert metrics.late_notes == 0 or metrics.late_ms_max > 0
+    finally:
+        session.stop()
+    assert_clean_end(session, out)
+
+
+class BrokenDriver(MemoryOutputPort):
+    """An output whose driver raises something other than PortError (a bug in it, say)."""
+
+    def __init__(self, clock, after: int) -> None:
+        super().__init__(clock, name="broken out")
+        self.after = after
+
+    def send(self, message: bytes) -> None:
+        if len(self.events) >= self.after:
+            raise RuntimeError("driver bug")
+        super().send(message)
+
+
+def test_the_output_thread_dying_stops_the_session_and_says_why(tokenizer, playful):
+    clock = MonotonicClock()
+    out = BrokenDriver(clock, after=6)
+    seen = []
+    session = Session(MemoryInputPort(), out, playful, tokenizer, Preset(mode="continuous"), clock=clock, seed=3,
+                      on_event=seen.append)
+    session.start()
+    try:
+        assert wait_for(lambda: session.error is not None, 20), "the output thread's death went unnoticed"
+        assert isinstance(session.error, RuntimeError)
+        failed = [e for e in seen if e.kind == "failed"]
+        assert len(failed) == 1 and failed[0].detail["where"] == "output"
+    finally:
+        session.stop()
+    assert not session.scheduler.running
+
+
 # -- the output port vanishing ----------------------------------------------------------------
 
 
