@@ -1,8 +1,8 @@
 """Offline continuation (`jamtui generate`): the model answers a prompt phrase, chunk by chunk.
 
-Each chunk re-encodes the last `context_s` seconds of both players with fresh conditions,
-prefills, and samples until the decoder's clock passes the chunk end — the same window
-the live engine keeps, without the clock.
+The phrase and what the model has played so far go into a `ContextStream`, the live
+engine's warm context, and the model plays chunk by chunk until the decoder's clock passes
+each chunk's end: the same context and sampler as a jam, without the clock.
 """
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ import torch
 
 from engine.conditions import Conditions, conditions_from_notes
 from engine.events import AI, PERFORMER, PLAYER_NAMES, Note
-from engine.generate import Sampling, generate
+from engine.generate import Sampling
 from engine.midi.midifile import TimedMessage
-from engine.token_decoder import IncrementalDecoder
 from engine.tokenizer import (
     CONDITION,
     DURATION,
@@ -31,8 +30,6 @@ from engine.notes import fold_sustain
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default-model"
-_HEADROOM_TOKENS = 256  # cache slots kept free for a chunk's new tokens
-_MAX_NEW_TOKENS = 512  # a model that never moves time on must still end its chunk
 
 
 @dataclass(frozen=True)
@@ -127,40 +124,14 @@ def fill_conditions(given: Conditions | None, context: list[Note], span_s: float
     )
 
 
-def sample_chunk(model, tokenizer: JamTokenizer, cache, notes: list[Note], t_s: float, chunk_end_s: float, *,
-                 context_s: float, conditions: Conditions | None, sampling: Sampling, allowed,
-                 generator: torch.Generator | None, max_new_tokens: int = _MAX_NEW_TOKENS) -> tuple[list[Note], int]:
-    """One chunk: encode the last `context_s` of `notes` before `t_s`, prefill, sample until the
-    decoder's clock passes `chunk_end_s`. Returns the decoded new notes and the tokens sampled."""
-    window_s = context_s
-    while True:
-        start_s = max(0.0, t_s - window_s)
-        context = [n for n in notes if n.end_s > start_s and n.start_s < t_s]
-        cond = fill_conditions(conditions, context, t_s - start_s)
-        ids = tokenizer.encode(context, start_s=start_s, end_s=t_s, conditions=cond, keep_held=True)
-        if len(ids) <= cache.max_len - _HEADROOM_TOKENS or window_s <= 1.0:
-            break
-        window_s -= 1.0  # a dense passage: a shorter window still fits the cache
-    decoder = IncrementalDecoder(tokenizer, start_s=start_s)
-    decoder.feed_all(ids)
-    fresh: list[Note] = []
-
-    def stop(new_ids: list[int]) -> bool:
-        fresh.extend(decoder.feed(new_ids[-1]))
-        return decoder.now_s >= chunk_end_s
-
-    cache.reset()
-    new_ids = generate(model, cache, ids, max_new_tokens=min(max_new_tokens, cache.max_len - len(ids) - 1),
-                       sampling=sampling, stop=stop, allowed=allowed, generator=generator)
-    return fresh, len(new_ids)
-
-
 def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: float, *,
                    sampling: Sampling = Sampling(temperature=0.95, top_p=0.95, repetition_penalty=1.05),
                    seed: int = 0, conditions: Conditions | None = None, context_s: float = 10.0,
                    chunk_s: float = 2.0, players: tuple[int, ...] = (AI,)) -> tuple[list[Note], ContinuationStats]:
     """Notes the model plays for `seconds` after the prompt's last onset (prompt not included)."""
     import time
+
+    from engine.stream import ContextStream
 
     generator = torch.Generator().manual_seed(seed)
     allowed = NoteGrammar(tokenizer, players)
@@ -170,16 +141,16 @@ def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: 
     generated: list[Note] = []
     chunks = tokens = 0
     compute_s = 0.0
-    cache = model.new_cache()
+    stream = ContextStream(model, tokenizer, context_s=context_s)  # the live engine's context, without the clock
     while t_s < end_s:
         chunk_end_s = min(t_s + chunk_s, end_s)
         started = time.perf_counter()
-        fresh, n_tokens = sample_chunk(model, tokenizer, cache, everything, t_s, chunk_end_s, context_s=context_s,
-                                       conditions=conditions, sampling=sampling, allowed=allowed, generator=generator)
+        stream.sync(everything, t_s, conditions)
+        played = stream.play(t_s, chunk_end_s, sampling, allowed, generator=generator)
         compute_s += time.perf_counter() - started
-        tokens += n_tokens
+        tokens += played.tokens
         chunks += 1
-        kept = [n for n in fresh if t_s <= n.start_s < chunk_end_s]
+        kept = [n for n in played.notes if t_s <= n.start_s < chunk_end_s]
         generated += kept
         everything = sorted(everything + kept, key=lambda n: n.start_s)
         t_s = chunk_end_s
