@@ -12,13 +12,13 @@ from engine.clock import Clock, FakeClock, MonotonicClock, s_to_ns
 from engine.ai_notes import EchoWindows, within_limits
 from engine.events import MidiEvent, Note
 from engine.generation import ChunkGenerator, ChunkRequest, ChunkResult, GenerationWorker, NoteResult, SyncRequest
-from engine.injection import EchoMeter, blend, interleave
+from engine.injection import EchoMeter, blend, input_delay_s, interleave
 from engine.midi.capture import Capture
 from engine.midi.scheduler import OutputScheduler
 from engine.performer import MEMORY_S, PerformerTrack
 from engine.presets import Preset
 from engine.session_control import SessionControl
-from engine.session_state import CueTimer, SessionEvent, SessionMetrics
+from engine.session_state import CueTimer, SessionEvent, SessionMetrics, lookahead_s, prepare_s
 
 __all__ = ["Session", "SessionEvent", "SessionMetrics"]
 
@@ -27,7 +27,7 @@ _TICK_S = 0.002  # the live control loop's period (results and streamed notes wa
 _ANSWER_MIN_S, _ANSWER_MAX_S = 2.0, 6.0  # call-and-response: the AI's phrase length, from the call's
 _FIRST_CHUNK_S = 0.5  # call-and-response: the answer's first chunk, kept short for latency
 _RING_S = 0.5  # an answer's last notes may ring this long past its turn
-_PREPARE_MIN_S, _PREPARE_MAX_S = 0.06, 0.4  # a turn's first chunk is asked for this long before its cue
+_REVISE_EVERY_S = 0.25  # accompany/continuous: at most this often is the AI's written-ahead part rewritten
 
 
 class Session(SessionControl):
@@ -80,7 +80,9 @@ class Session(SessionControl):
         self._chunk_compute_s = 0.05  # running estimate of any chunk's compute
         self._echo = EchoMeter()
         self._echo_windows = EchoWindows(self._echo)
-        self.notes_out = self.chunks = self.generation_errors = self.late_notes = 0
+        self.notes_out = self.chunks = self.generation_errors = self.late_notes = self.revisions = 0
+        self._revise_at_s: float | None = None  # accompany/continuous: rewrite what is ahead then
+        self._revised_s = -1.0
         self._late_ns_max = 0
         self._compute_s = self._music_s = 0.0
 
@@ -166,13 +168,6 @@ class Session(SessionControl):
             self.scheduler.panic()
             self._fail("control", exc)
 
-    def _fail(self, where: str, exc: BaseException) -> None:
-        """A thread of the session died: it stops (in silence) and says why; the owner calls stop()."""
-        if self.error is None:
-            self.error = exc
-            self._stop.set()
-            self._emit("failed", self._now_s(self.clock.now_ns()), where=where, error=repr(exc))
-
     # -- input -----------------------------------------------------------------------------
 
     def _on_input(self, event: MidiEvent, now_ns: int) -> None:
@@ -182,12 +177,19 @@ class Session(SessionControl):
                                    keep_phrase=self.mode == "call-and-response")
         if took == "on" and self._turn_end_s is not None:
             self._yield(min(event.t_ns, now_ns))
+        elif took == "on" and self.mode != "call-and-response" and self._revise_at_s is None:
+            # Once the model may hear it (injection's input delay), what the AI wrote ahead is rewritten.
+            settings = self._settings
+            delay_s = input_delay_s(settings.respond_imitate, settings.respond_delay_s)
+            self._revise_at_s = max(self._now_s(event.t_ns) + delay_s, self._revised_s + _REVISE_EVERY_S)
         elif took == "off":
             self._sync(self._now_s(now_ns))
 
     # -- deciding and generating -----------------------------------------------------------
 
     def _decide(self, now_ns: int, now_s: float) -> None:
+        if self._revise_at_s is not None and now_s >= self._revise_at_s:
+            self._revise(now_s)
         if self._in_flight:
             return
         if self.mode == "call-and-response":
@@ -222,14 +224,12 @@ class Session(SessionControl):
 
     @property
     def _prepare_s(self) -> float:
-        """Lead for a turn's first chunk: a few times its measured compute, within bounds."""
-        cap = min(_PREPARE_MAX_S, self.preset.phrase_gap_s / 2) if self.mode == "call-and-response" else _PREPARE_MAX_S
-        return min(max(3 * self._first_chunk_s + 0.02, _PREPARE_MIN_S), cap)
+        gap_s = self.preset.phrase_gap_s if self.mode == "call-and-response" else None
+        return prepare_s(self._first_chunk_s, gap_s)
 
     @property
     def _lookahead_s(self) -> float:
-        """The preset's lookahead, longer on a machine too slow for it (play later, not stutter)."""
-        return max(self.preset.lookahead_s, 2 * self._chunk_compute_s + 0.05)
+        return lookahead_s(self.preset.lookahead_s, self._chunk_compute_s)
 
     def _next_cue_s(self, now_s: float) -> float | None:
         """Call-and-response: when the AI's turn starts, if it is time to prepare it. A phrase
@@ -382,19 +382,6 @@ class Session(SessionControl):
             self._turn_notes.append(n)
         if self._ai and self._ai[0].end_s < self._now_s(now_ns) - MEMORY_S:
             self._ai = [n for n in self._ai if n.end_s >= self._now_s(now_ns) - MEMORY_S]
-
-    # -- output (scheduler thread) ---------------------------------------------------------
-
-    def _on_sent(self, event: MidiEvent) -> None:
-        if self.recorder is not None:
-            self.recorder.record("ai", event)
-        if not event.is_note_on:
-            return
-        with self._lock:
-            self.notes_out += 1
-        self._cues.sent(self.clock.now_ns() if self._live else event.t_ns, live=self._live)
-
-    # -- helpers ---------------------------------------------------------------------------
 
     def _now_s(self, t_ns: int) -> float:
         return (t_ns - self.start_ns) / 1e9

@@ -1,5 +1,6 @@
 """The thread-safe face of a `Session`: commands posted to its control thread (mode, preset,
-panic), the events and metrics a UI polls, and how the commands are applied there."""
+panic), the events and metrics a UI polls, how commands and generation resets are applied
+on the control thread, and what the other threads report (a note sent, a thread failed)."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from engine.clock import s_to_ns
+from engine.events import MidiEvent
 from engine.presets import MODES, Preset
 from engine.session_state import SessionEvent, SessionMetrics
 
@@ -15,8 +17,9 @@ log = logging.getLogger("engine.session")
 
 
 class SessionControl:
-    """Mixed into `Session`, whose state it reads; apart from the `_apply_*` methods (control
-    thread), everything here is safe from any thread."""
+    """Mixed into `Session`, whose state it reads. The public methods are safe from any
+    thread; `_apply_commands`, `_revise` and `_reset_generation` run on the control thread,
+    `_on_sent` on the scheduler's, `_fail` on whichever thread died."""
 
     # -- control (any thread) --------------------------------------------------------------
 
@@ -66,6 +69,7 @@ class SessionControl:
                 ai_phrases=self._echo.ai_phrases,
                 compute_s=self._compute_s,
                 late_notes=self.late_notes,
+                revisions=self.revisions,
                 late_ms_max=self._late_ns_max / 1e6,
                 prepare_ms=self._prepare_s * 1000,
             )
@@ -102,6 +106,26 @@ class SessionControl:
         old, self.mode = self.mode, mode
         self._emit("mode_changed", now_s, mode=mode, previous=old)
 
+    def _revise(self, now_s: float) -> None:
+        """Accompany/continuous: the performer played something new. Notes inside the commit
+        window stay (they are about to sound); what the AI wrote beyond it is cancelled (notes
+        already sounding keep their ends) and written again with the new notes in its context."""
+        self._revise_at_s = None
+        if self.mode == "call-and-response":
+            return
+        keep_s = now_s + self.preset.commit_window_s
+        if self._cursor_s <= keep_s:
+            return  # nothing written beyond the window: the next chunk hears the new notes anyway
+        self._revised_s = now_s
+        offset_ns = s_to_ns(self.preset.output_offset_ms.get(self._port_name, 0.0) / 1000)
+        self.scheduler.cancel(after_ns=self.start_ns + s_to_ns(keep_s) + offset_ns)
+        self._ai = [n for n in self._ai if n.start_s < keep_s]
+        self._epoch += 1
+        self._in_flight = False
+        self._cursor_s = keep_s
+        self.revisions += 1
+        self._sync(now_s)
+
     def _reset_generation(self, now_ns: int) -> None:
         self.scheduler.cancel(after_ns=now_ns)
         now_s = self._now_s(now_ns)
@@ -130,6 +154,26 @@ class SessionControl:
         if self.mode == "accompany" and settings.velocity_under_db is None:
             settings = replace(settings, velocity_under_db=3.0)  # an accompanist stays under the soloist
         return settings
+
+    def _fail(self, where: str, exc: BaseException) -> None:
+        """A thread of the session died: it stops (in silence) and says why; the owner calls stop()."""
+        if self.error is None:
+            self.error = exc
+            self._stop.set()
+            self._emit("failed", self._now_s(self.clock.now_ns()), where=where, error=repr(exc))
+
+    # -- output (scheduler thread) ---------------------------------------------------------
+
+    def _on_sent(self, event: MidiEvent) -> None:
+        if self.recorder is not None:
+            self.recorder.record("ai", event)
+        if not event.is_note_on:
+            return
+        with self._lock:
+            self.notes_out += 1
+        self._cues.sent(self.clock.now_ns() if self._live else event.t_ns, live=self._live)
+
+    # -- helpers ---------------------------------------------------------------------------
 
     def _emit(self, kind: str, t_s: float, **detail: Any) -> None:
         event = SessionEvent(kind, t_s, detail)

@@ -7,6 +7,20 @@ from typing import Any
 
 from engine.metrics import LatencyTracker
 
+PREPARE_MIN_S, PREPARE_MAX_S = 0.06, 0.4  # a turn's first chunk is asked for this long before its cue
+
+
+def prepare_s(entry_compute_s: float, phrase_gap_s: float | None) -> float:
+    """Lead for an entry's first chunk: three times its measured compute, at least
+    PREPARE_MIN_S, at most PREPARE_MAX_S and (call-and-response) half the phrase gap."""
+    cap = PREPARE_MAX_S if phrase_gap_s is None else min(PREPARE_MAX_S, phrase_gap_s / 2)
+    return min(max(3 * entry_compute_s + 0.02, PREPARE_MIN_S), cap)
+
+
+def lookahead_s(preset_lookahead_s: float, chunk_compute_s: float) -> float:
+    """The preset's lookahead, longer on a machine too slow for it (play later, not stutter)."""
+    return max(preset_lookahead_s, 2 * chunk_compute_s + 0.05)
+
 
 @dataclass(frozen=True)
 class SessionEvent:
@@ -41,6 +55,7 @@ class SessionMetrics:
     compute_s: float = 0.0  # generation compute so far
     late_notes: int = 0  # notes computed after their time, played at once instead
     late_ms_max: float = 0.0  # the latest of them
+    revisions: int = 0  # accompany/continuous: times the AI's written-ahead notes were rewritten
     entry_compute_ms_p50: float = 0.0  # compute until an entry's first note is ready (hidden by generating ahead)
     prepare_ms: float = 0.0  # how long before a predicted cue the turn's first chunk is asked for
 

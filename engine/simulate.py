@@ -79,6 +79,7 @@ def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: f
         "rtf": metrics.rtf,
         "dropped_onsets": metrics.dropped_onsets,
         "late_notes": metrics.late_notes,
+        "revisions": metrics.revisions,
         "generation_errors": metrics.generation_errors,
         "chunks": metrics.chunks,
         "rss_mb_first": segments[0]["rss_mb"] if segments else None,
