@@ -132,6 +132,13 @@ def control(t_ns: int, number: int, value: int, channel: int = 0) -> MidiEvent:
     return MidiEvent(t_ns, Kind.CONTROL, channel, number, value)
 
 
+def all_channels_off(t_ns: int, *, panic: bool = False) -> list[MidiEvent]:
+    """CC123 (all notes off) and CC121 (reset controllers) on each of the 16 channels, with
+    CC120 (all sound off) too on a panic: what ends whatever a synth may still hold."""
+    numbers = (ALL_NOTES_OFF_CC, RESET_CONTROLLERS_CC) + ((ALL_SOUND_OFF_CC,) if panic else ())
+    return [control(t_ns, number, 0, channel) for channel in range(16) for number in numbers]
+
+
 PERFORMER = 0
 AI = 1
 PLAYER_NAMES = ("performer", "ai")

@@ -1,5 +1,6 @@
-"""Presets: the TOML files a performer saves and sends a friend (model, mode, sampling, injection,
-conditioning, limits, timing), read into frozen dataclasses. Loading one never runs code."""
+"""Presets: what a performer saves and sends a friend (model, mode, sampling, injection,
+conditioning, limits, timing) as frozen dataclasses, built and checked from TOML-shaped tables,
+merged with overrides and written back as TOML. The files themselves: `engine.preset_files`."""
 from __future__ import annotations
 
 import copy
@@ -7,14 +8,11 @@ import difflib
 import math
 import os
 import re
-import shutil
-import tempfile
-import tomllib
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from engine.conditions import GENRES, KEYS
 
@@ -22,10 +20,8 @@ MODES = ("call-and-response", "accompany", "continuous")
 STRATEGIES = ("interleave", "harmonic", "velocity")
 HANDOVER_KINDS = ("note", "cc")
 NONE = "none"  # TOML has no null: this string means "not given" in any optional field
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "presets"
 # Same as engine.continuation.DEFAULT_MODEL_DIR, without importing torch.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default-model"
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _ACTION_RE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -151,13 +147,6 @@ class Preset:
     source: Path | None = field(default=None, compare=False, metadata={"internal": True})
 
 
-class PresetInfo(NamedTuple):
-    name: str
-    source: str  # "user" or "shipped"
-    path: Path
-    description: str
-
-
 def _join(prefix: str, key: str) -> str:
     key = key if _BARE_KEY_RE.fullmatch(key) else _toml_str(key)
     return f"{prefix}.{key}" if prefix else key
@@ -262,61 +251,9 @@ def _check(preset: Preset, where: Any) -> Preset:
     return preset
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise PresetError(path, None, "is not UTF-8 text") from None
-    except OSError as exc:
-        raise PresetError(path, None, (exc.strerror or str(exc)).lower()) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PresetError(path, None, f"TOML syntax error: {exc}") from None
-
-
-def user_preset_dir() -> Path:
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir("jamtui")) / "presets"
-
-
-def find_preset(path_or_name: str | os.PathLike, *, user_dir: Path | None = None) -> Path:
-    """The file of a preset: a path as given, or a name looked up in the user's presets, then the shipped ones."""
-    text = os.fspath(path_or_name)
-    if isinstance(path_or_name, os.PathLike) or "/" in text or os.sep in text or text.endswith(".toml"):
-        return Path(text).expanduser()
-    user_dir = user_preset_dir() if user_dir is None else user_dir
-    for directory in (user_dir, SHIPPED_DIR):
-        if (directory / f"{text}.toml").is_file():
-            return directory / f"{text}.toml"
-    names = ", ".join(info.name for info in list_presets(user_dir=user_dir)) or "none"
-    raise PresetError(f"preset {text!r}", None, f"not found in {user_dir} nor among the shipped presets ({names})")
-
-
-def load_preset(path_or_name: str | os.PathLike, *, user_dir: Path | None = None) -> Preset:
-    """A preset by file path or by name (a user preset shadows a shipped one of the same name).
-
-    Keys the file leaves out take the defaults; a missing `name` is the file's stem.
-    """
-    path = find_preset(path_or_name, user_dir=user_dir)
-    table = _read_toml(path)
-    table.setdefault("name", path.stem)
-    return _check(replace(_build(Preset, table, path, ""), source=path.resolve()), path)
-
-
-def list_presets(*, user_dir: Path | None = None) -> list[PresetInfo]:
-    """Every preset a name would load, sorted by name; a broken file is listed with its problem."""
-    found: dict[str, PresetInfo] = {}
-    for source, directory in (("user", user_preset_dir() if user_dir is None else user_dir), ("shipped", SHIPPED_DIR)):
-        for path in sorted(directory.glob("*.toml")) if directory.is_dir() else ():
-            if path.stem not in found:
-                try:
-                    description = load_preset(path).description
-                except PresetError as exc:
-                    description = f"(invalid: {exc.problem})"
-                found[path.stem] = PresetInfo(path.stem, source, path, description)
-    return sorted(found.values(), key=lambda info: info.name)
+def preset_from_table(table: dict[str, Any], where: Any, source: Path | None) -> Preset:
+    """A checked preset from a TOML-shaped table; errors name `where` (a file or an origin)."""
+    return _check(replace(_build(Preset, table, where, ""), source=source), where)
 
 
 def _resolve(preset: Preset, raw: str, key: str) -> Path:
@@ -379,7 +316,7 @@ def merge(base: Preset, overrides: dict[str, Any], *, origin: str = "command lin
     """
     table = preset_to_dict(base)
     _deep_merge(table, overrides)
-    return _check(replace(_build(Preset, table, origin, ""), source=base.source), origin)
+    return preset_from_table(table, origin, base.source)
 
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
@@ -419,32 +356,3 @@ def dump_preset(preset: Preset) -> str:
     lines = [f'# jamtui preset; keys left out take the defaults. Optional fields take "{NONE}".']
     _write_table(lines, "", preset_to_dict(preset))
     return "\n".join(lines) + "\n"
-
-
-def save_user_preset(preset: Preset, name: str, *, overwrite: bool = False, user_dir: Path | None = None) -> Path:
-    """Write `preset` as the user preset `name`; an existing one is replaced only with `overwrite`,
-    atomically, the old file kept as NAME.toml.bak."""
-    if not _NAME_RE.fullmatch(name):
-        raise PresetError(f"preset name {name!r}", None, "use letters, digits, '-' and '_' only")
-    directory = user_preset_dir() if user_dir is None else user_dir
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.toml"
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(dump_preset(replace(preset, name=name)))
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            if path.exists():
-                shutil.copy2(path, path.with_name(path.name + ".bak"))
-            os.replace(tmp, path)
-            return path
-        try:
-            os.link(tmp, path)  # fails if the name is taken, with no window for a race
-        except FileExistsError:
-            raise PresetError(path, None, "already exists; not overwriting it") from None
-        return path
-    finally:
-        tmp.unlink(missing_ok=True)

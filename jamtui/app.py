@@ -8,7 +8,8 @@ from textual.app import App
 from textual.binding import Binding
 
 from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT
-from engine.presets import Preset, load_preset
+from engine.preset_files import load_preset
+from engine.presets import Preset
 from jamtui.bridge import (
     EngineBridge,
     ModelLoader,

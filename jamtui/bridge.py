@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 from engine.clock import Clock, MonotonicClock
 from engine.midi.base import PortError
-from engine.midi.ports import PortList, list_ports, open_input, open_output, platform_hint
+from engine.midi.ports import open_input, open_output
+from engine.midi.system import PortList, list_ports, platform_hint
 from engine.midi.watch import PortWatcher
 from engine.realtime import quiet_the_interpreter
 from engine.presets import Preset, resolve_model_path

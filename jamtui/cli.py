@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_ports(args) -> int:
-    from engine.midi.ports import list_ports
+    from engine.midi.system import list_ports
 
     ports = list_ports(args.api)
     print(f"MIDI system: {ports.api}")
@@ -248,7 +248,7 @@ def cmd_bench(args) -> int:
     from engine.bench import run_all
     from engine.midi.ports import open_output
 
-    from engine.presets import load_preset
+    from engine.preset_files import load_preset
 
     if args.cues < 0:
         raise UserError(f"--cues must be 0 or more, got {args.cues}")
@@ -303,7 +303,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_preset(args) -> int:
-    from engine.presets import dump_preset, list_presets, load_preset
+    from engine.preset_files import list_presets, load_preset
+    from engine.presets import dump_preset
 
     if args.preset_command == "list":
         infos = list_presets()

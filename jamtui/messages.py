@@ -8,7 +8,7 @@ from textual.message import Message
 
 
 class PortsScanned(Message):
-    """The MIDI system listed its ports (`ports` is an `engine.midi.ports.PortList`)."""
+    """The MIDI system listed its ports (`ports` is an `engine.midi.system.PortList`)."""
 
     def __init__(self, ports) -> None:
         super().__init__()

@@ -36,7 +36,8 @@ def load_model(path: Path | None):
 
 
 def preset_and_model(name: str):
-    from engine.presets import load_preset, resolve_model_path
+    from engine.preset_files import load_preset
+    from engine.presets import resolve_model_path
 
     preset = load_preset(name)
     model, tokenizer = load_model(resolve_model_path(preset))

@@ -7,7 +7,6 @@ scheduler thread, or directly by tests and the simulator driving a `FakeClock`.
 from __future__ import annotations
 
 import heapq
-import os
 import itertools
 import logging
 import threading
@@ -15,18 +14,10 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from engine.clock import Clock, MonotonicClock
-from engine.events import (
-    ALL_NOTES_OFF_CC,
-    ALL_SOUND_OFF_CC,
-    RESET_CONTROLLERS_CC,
-    SUSTAIN_CC,
-    Kind,
-    MidiEvent,
-    control,
-    note_off,
-)
+from engine.events import SUSTAIN_CC, Kind, MidiEvent, all_channels_off, control, note_off
 from engine.metrics import LatencyTracker
 from engine.midi.base import OutputPort, PortError
+from engine.realtime import raise_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -376,10 +367,7 @@ class OutputScheduler:
         releases = [event.at(now_ns) for event in self._owed.values()]
         releases += [note_off(now_ns, pitch, channel) for (channel, pitch) in sorted(self._sounding)]
         releases += [control(now_ns, SUSTAIN_CC, 0, channel) for channel in range(16)]
-        messages = []
-        numbers = (ALL_NOTES_OFF_CC, RESET_CONTROLLERS_CC) + ((ALL_SOUND_OFF_CC,) if panic else ())
-        for channel in range(16):
-            messages += [control(now_ns, number, 0, channel) for number in numbers]
+        messages = all_channels_off(now_ns, panic=panic)
         self._heap.clear()
         self._owed.clear()
         self._sounding.clear()
@@ -401,22 +389,3 @@ class OutputScheduler:
 
 def _is_pedal(event: MidiEvent) -> bool:
     return event.kind is Kind.CONTROL and event.number == SUSTAIN_CC
-
-
-def raise_thread_priority(rt_priority: int = 10) -> str:
-    """Best effort: real-time (SCHED_FIFO) scheduling for the calling thread, else a lower nice.
-
-    Measured here under torch load: it cuts the worst send lateness several times over.
-    Without the privilege (most desktops without rtprio limits) the thread keeps its
-    normal priority; the returned text says which one applied.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt_priority))
-        return f"SCHED_FIFO {rt_priority}"
-    except (AttributeError, PermissionError, OSError):
-        pass
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)
-        return "nice -10"
-    except (AttributeError, PermissionError, OSError):
-        return "normal"

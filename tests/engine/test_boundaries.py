@@ -8,9 +8,9 @@ from tests.conftest import REPO
 
 ENGINE_MODULES = [
     "engine.events", "engine.clock", "engine.metrics", "engine.bench", "engine.recorder",
-    "engine.midi.ports", "engine.midi.capture", "engine.midi.scheduler", "engine.midi.player",
+    "engine.midi.ports", "engine.midi.system", "engine.midi.capture", "engine.midi.scheduler", "engine.midi.player",
     "engine.midi.midifile", "engine.midi.thru", "engine.midi.playback", "engine.midi.watch",
-    "engine.session", "engine.generation", "engine.tokenizer", "engine.notes", "engine.conditions", "engine.listening", "engine.injection", "engine.presets", "engine.generate", "engine.model.transformer",
+    "engine.session", "engine.generation", "engine.tokenizer", "engine.notes", "engine.conditions", "engine.listening", "engine.injection", "engine.presets", "engine.preset_files", "engine.generate", "engine.model.transformer",
     "engine.model.kv_cache", "engine.model.checkpoint", "engine.model.bench", "engine.stream",
     "engine.token_decoder", "engine.session_control", "engine.session_state", "engine.performer",
     "engine.ai_notes", "engine.jam_bench", "engine.simulate", "engine.continuation", "engine.realtime",

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from engine.midi.midifile import load_midi_events
-from engine.midi.ports import list_ports
+from engine.midi.system import list_ports
 from tests.conftest import REPO, jamtui_cmd, wait_for
 from tests.midi_fixtures import write_chords_with_pedal, write_scale
 

@@ -10,7 +10,8 @@ from engine.clock import MonotonicClock
 from engine.events import Kind
 from engine.midi.base import PortError
 from engine.midi.capture import Capture
-from engine.midi.ports import RtMidiInputPort, RtMidiOutputPort, list_ports, match_port
+from engine.midi.ports import RtMidiInputPort, RtMidiOutputPort
+from engine.midi.system import list_ports, match_port
 from engine.midi.watch import PortWatcher
 from tests.conftest import wait_for
 

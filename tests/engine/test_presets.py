@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.preset_files import SHIPPED_DIR, list_presets, load_preset, save_user_preset
 from engine.presets import (
     DEFAULT_MODEL_DIR,
-    SHIPPED_DIR,
     AdapterRef,
     ConditioningSettings,
     Handover,
@@ -19,12 +19,9 @@ from engine.presets import (
     PresetError,
     SamplingSettings,
     dump_preset,
-    list_presets,
-    load_preset,
     merge,
     resolve_adapters,
     resolve_model_path,
-    save_user_preset,
 )
 
 SHIPPED = sorted(p.stem for p in SHIPPED_DIR.glob("*.toml"))
@@ -272,7 +269,7 @@ def test_settings_convert_to_engine_objects():
 
 def test_every_shipped_preset_gives_engine_injection_settings():
     from engine.injection import InjectionSettings
-    from engine.presets import list_presets, load_preset
+    from engine.preset_files import list_presets, load_preset
 
     for info in list_presets():
         if info.source != "shipped":

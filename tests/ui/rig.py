@@ -9,7 +9,7 @@ from textual.widgets import OptionList
 
 from engine.events import ALL_NOTES_OFF_CC, RESET_CONTROLLERS_CC, Kind, MidiEvent
 from engine.midi.memory import MemoryInputPort, MemoryOutputPort
-from engine.midi.ports import PortList
+from engine.midi.system import PortList
 from jamtui.app import JamApp
 from jamtui.screens.jam import RUNNING
 from jamtui.widgets.eventlog import EventLog

@@ -13,7 +13,7 @@ import pytest
 from textual.widgets import OptionList, Static
 
 from engine.midi.base import PortError
-from engine.midi.ports import PortList, platform_hint
+from engine.midi.system import PortList, platform_hint
 from jamtui.app import JamApp
 from jamtui.screens.jam import RUNNING, STOPPED
 from jamtui.widgets.eventlog import EventLog

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from textual.binding import Binding
 
-from engine.presets import load_preset
+from engine.preset_files import load_preset
 from engine.session import SessionEvent, SessionMetrics
 from jamtui.presetbook import PresetBook, resolve_keymap
 from jamtui.widgets.eventlog import describe
