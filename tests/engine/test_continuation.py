@@ -12,14 +12,8 @@ from engine.continuation import NoteGrammar, continue_notes, notes_from_events, 
 from engine.events import AI, PERFORMER, Note
 from engine.midi.midifile import load_midi_events
 from engine.token_decoder import IncrementalDecoder
-from engine.tokenizer import JamTokenizer
 from tests.conftest import REPO, jamtui_cmd
 from tests.midi_fixtures import write_chords_with_pedal, write_garbage, write_no_notes
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return JamTokenizer()
 
 
 @pytest.fixture(scope="module")

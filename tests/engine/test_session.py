@@ -2,55 +2,13 @@
 continuous play, mode changes, a failing model, and silence at the end."""
 from __future__ import annotations
 
-
-import pytest
-
 from engine.clock import FakeClock, s_to_ns
 from engine.events import ALL_NOTES_OFF_CC, Kind, MidiEvent
 from engine.midi.memory import MemoryInputPort, MemoryOutputPort
 from engine.presets import Limits, Preset
 from engine.session import Session
-from engine.tokenizer import JamTokenizer
 
 AI_CHANNEL = 0
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return JamTokenizer()
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tiny_checkpoint, tokenizer):
-    from engine.model.checkpoint import load_checkpoint
-
-    return Playful(load_checkpoint(tiny_checkpoint, warmup=False).model, tokenizer)
-
-
-class Playful:
-    """A tiny random model nudged to play: notes every eighth or so, instead of random
-    leaps of time that would leave most chunks empty."""
-
-    def __init__(self, model, tokenizer):
-        import torch
-
-        self._model = model
-        self.bias = torch.zeros(tokenizer.vocab_size)
-        for i, name in enumerate(tokenizer.vocab):
-            if name.startswith("TimeShift_"):
-                self.bias[i] = 8.0 if name.split(".")[0] == "TimeShift_0" and 12 <= int(name.split(".")[1]) <= 30 else -8.0
-            elif name.startswith("Duration_"):
-                self.bias[i] = 4.0 if name.split(".")[0] == "Duration_0" else -4.0
-        self.bias[tokenizer.token_id("Program_1")] = 11.0
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
-
-    def extend(self, token_ids, cache):
-        return self._model.extend(token_ids, cache) + self.bias
-
-    def decode_one(self, token, cache):
-        return self._model.decode_one(token, cache) + self.bias
 
 
 def phrase(port: MemoryInputPort, clock: FakeClock, session: Session, start_s: float, pitches, step_s=0.25):
@@ -95,8 +53,8 @@ def make(tokenizer, model, mode: str, **preset_kw):
     return clock, inp, out, session, seen
 
 
-def test_call_and_response_answers_then_yields(tokenizer, tiny_model):
-    clock, inp, out, session, seen = make(tokenizer, tiny_model, "call-and-response", phrase_gap_s=0.5)
+def test_call_and_response_answers_then_yields(tokenizer, playful):
+    clock, inp, out, session, seen = make(tokenizer, playful, "call-and-response", phrase_gap_s=0.5)
     phrase(inp, clock, session, 0.0, [60, 62, 64, 65, 67, 65, 64, 62])
     assert not note_ons(out.events)  # the performer is still playing
     advance(session, clock, 2.6)
@@ -127,9 +85,9 @@ def test_call_and_response_answers_then_yields(tokenizer, tiny_model):
     assert_balanced(out.events)
 
 
-def test_accompany_stays_in_the_register_band(tokenizer, tiny_model):
+def test_accompany_stays_in_the_register_band(tokenizer, playful):
     limits = Limits(low_pitch=48, high_pitch=72, max_velocity=90)
-    clock, inp, out, session, seen = make(tokenizer, tiny_model, "accompany", limits=limits, lookahead_s=0.5)
+    clock, inp, out, session, seen = make(tokenizer, playful, "accompany", limits=limits, lookahead_s=0.5)
     phrase(inp, clock, session, 0.0, [76, 79, 81, 84] * 3)
     advance(session, clock, 4.0)
     ons = note_ons(out.events)
@@ -140,8 +98,8 @@ def test_accompany_stays_in_the_register_band(tokenizer, tiny_model):
     assert_balanced(out.events)
 
 
-def test_continuous_plays_throughout_and_stop_ends_in_silence(tokenizer, tiny_model):
-    clock, inp, out, session, seen = make(tokenizer, tiny_model, "continuous", lookahead_s=0.5)
+def test_continuous_plays_throughout_and_stop_ends_in_silence(tokenizer, playful):
+    clock, inp, out, session, seen = make(tokenizer, playful, "continuous", lookahead_s=0.5)
     advance(session, clock, 6.0)
     ons = note_ons(out.events)
     seconds = {int((e.t_ns - session.start_ns) / 1e9) for e in ons}
@@ -155,8 +113,8 @@ def test_continuous_plays_throughout_and_stop_ends_in_silence(tokenizer, tiny_mo
     assert_balanced(out.events)
 
 
-def test_set_mode_mid_session(tokenizer, tiny_model):
-    clock, inp, out, session, seen = make(tokenizer, tiny_model, "continuous", lookahead_s=0.5)
+def test_set_mode_mid_session(tokenizer, playful):
+    clock, inp, out, session, seen = make(tokenizer, playful, "continuous", lookahead_s=0.5)
     advance(session, clock, 2.0)
     assert note_ons(out.events)
     session.set_mode("call-and-response")
@@ -191,8 +149,8 @@ class FailingModel:
         return self._model.decode_one(token, cache)
 
 
-def test_a_failing_model_keeps_the_session_going_without_hung_notes(tokenizer, tiny_model):
-    clock, inp, out, session, seen = make(tokenizer, FailingModel(tiny_model), "continuous", lookahead_s=0.5)
+def test_a_failing_model_keeps_the_session_going_without_hung_notes(tokenizer, playful):
+    clock, inp, out, session, seen = make(tokenizer, FailingModel(playful), "continuous", lookahead_s=0.5)
     advance(session, clock, 5.0)
     metrics = session.metrics()
     assert metrics.generation_errors >= 1
@@ -203,8 +161,8 @@ def test_a_failing_model_keeps_the_session_going_without_hung_notes(tokenizer, t
     assert_balanced(out.events)
 
 
-def test_panic_silences_and_the_session_goes_on(tokenizer, tiny_model):
-    clock, inp, out, session, seen = make(tokenizer, tiny_model, "continuous", lookahead_s=0.5)
+def test_panic_silences_and_the_session_goes_on(tokenizer, playful):
+    clock, inp, out, session, seen = make(tokenizer, playful, "continuous", lookahead_s=0.5)
     advance(session, clock, 2.0)
     session.panic()
     assert not session.scheduler.sounding()
@@ -232,8 +190,8 @@ def test_shipped_model_answers_a_phrase(tokenizer):
     assert_balanced(out.events)
 
 
-def test_set_preset_waits_for_the_answer_to_end(tokenizer, tiny_model):
-    clock, inp, out, session, seen = make(tokenizer, tiny_model, "call-and-response", phrase_gap_s=0.5)
+def test_set_preset_waits_for_the_answer_to_end(tokenizer, playful):
+    clock, inp, out, session, seen = make(tokenizer, playful, "call-and-response", phrase_gap_s=0.5)
     phrase(inp, clock, session, 0.0, [60, 62, 64, 65])
     advance(session, clock, 1.6)
     assert [e.kind for e in seen] == ["ai_phrase_started"]
@@ -248,7 +206,7 @@ def test_set_preset_waits_for_the_answer_to_end(tokenizer, tiny_model):
     assert_balanced(out.events)
 
 
-def test_recorder_gets_both_players(tokenizer, tiny_model, tmp_path):
+def test_recorder_gets_both_players(tokenizer, playful, tmp_path):
     import mido
 
     from engine.recorder import SessionRecorder
@@ -257,7 +215,7 @@ def test_recorder_gets_both_players(tokenizer, tiny_model, tmp_path):
     inp, out = MemoryInputPort(), MemoryOutputPort(clock)
     recorder = SessionRecorder(tmp_path, clock, name="jam")
     recorder.start()
-    session = Session(inp, out, tiny_model, tokenizer, Preset(mode="call-and-response", phrase_gap_s=0.5),
+    session = Session(inp, out, playful, tokenizer, Preset(mode="call-and-response", phrase_gap_s=0.5),
                       clock=clock, recorder=recorder)
     session.start(live=False)
     phrase(inp, clock, session, 0.0, [60, 62, 64, 65])
@@ -269,17 +227,17 @@ def test_recorder_gets_both_players(tokenizer, tiny_model, tmp_path):
     assert 4 in ons and sum(ons) == 4 + len(note_ons(out.events))
 
 
-def test_generate_chunk_is_the_model_step(tokenizer, tiny_model):
-    clock, inp, out, session, seen = make(tokenizer, tiny_model, "continuous", limits=Limits(low_pitch=48, high_pitch=72))
+def test_generate_chunk_is_the_model_step(tokenizer, playful):
+    clock, inp, out, session, seen = make(tokenizer, playful, "continuous", limits=Limits(low_pitch=48, high_pitch=72))
     notes = session.generate_chunk(0.0)
     assert notes and all(0.0 <= n.start_s < session.chunk_s and 48 <= n.pitch <= 72 for n in notes)
     assert not out.events  # nothing scheduled
     session.stop()
 
 
-def test_same_seed_same_music_and_the_port_offset_shifts_it(tokenizer, tiny_model):
+def test_same_seed_same_music_and_the_port_offset_shifts_it(tokenizer, playful):
     def run(**preset_kw):
-        clock, inp, out, session, seen = make(tokenizer, tiny_model, "call-and-response", phrase_gap_s=0.5,
+        clock, inp, out, session, seen = make(tokenizer, playful, "call-and-response", phrase_gap_s=0.5,
                                               **preset_kw)
         phrase(inp, clock, session, 0.0, [60, 62, 64, 65])
         advance(session, clock, 3.0)
@@ -294,7 +252,7 @@ def test_same_seed_same_music_and_the_port_offset_shifts_it(tokenizer, tiny_mode
     assert all(10_000_000 <= t2 - t1 <= 30_000_000 for (t1, _, _), (t2, _, _) in zip(first, later))
 
 
-def test_live_threads_play_and_stop_in_silence(tokenizer, tiny_model):
+def test_live_threads_play_and_stop_in_silence(tokenizer, playful):
     """The same logic on threads with the real clock: the one test that waits for music
     (polling, at most a few seconds), since only a real clock moves the live loop."""
     import time
@@ -303,7 +261,7 @@ def test_live_threads_play_and_stop_in_silence(tokenizer, tiny_model):
 
     clock = MonotonicClock()
     inp, out = MemoryInputPort(), MemoryOutputPort(clock)
-    session = Session(inp, out, tiny_model, tokenizer, Preset(mode="continuous", lookahead_s=0.3), clock=clock)
+    session = Session(inp, out, playful, tokenizer, Preset(mode="continuous", lookahead_s=0.3), clock=clock)
     session.start()
     deadline = time.monotonic() + 10.0
     while session.metrics().notes_out == 0 and time.monotonic() < deadline:
@@ -314,7 +272,7 @@ def test_live_threads_play_and_stop_in_silence(tokenizer, tiny_model):
     assert_balanced(out.take())
 
 
-def test_run_simulated_with_a_file_player(tokenizer, tiny_model):
+def test_run_simulated_with_a_file_player(tokenizer, playful):
     from engine.midi.midifile import TimedMessage
     from engine.midi.player import FilePlayerPort
 
@@ -323,7 +281,7 @@ def test_run_simulated_with_a_file_player(tokenizer, tiny_model):
             for dt, status, vel in ((0.0, 0x90, 80), (0.25, 0x80, 0))]
     player = FilePlayerPort(line, clock)
     out = MemoryOutputPort(clock)
-    session = Session(player, out, tiny_model, tokenizer, Preset(mode="call-and-response", phrase_gap_s=0.5),
+    session = Session(player, out, playful, tokenizer, Preset(mode="call-and-response", phrase_gap_s=0.5),
                       clock=clock, seed=2)
     session.run_simulated(5.0, pump=player.pump)
     session.stop()

@@ -11,12 +11,6 @@ from engine.events import AI, PERFORMER, Note
 from engine.generate import Sampling
 from engine.stream import HEADROOM_TOKENS, ContextStream
 from engine.token_decoder import IncrementalDecoder
-from engine.tokenizer import JamTokenizer
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return JamTokenizer()
 
 
 @pytest.fixture(scope="module")

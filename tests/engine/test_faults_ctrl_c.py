@@ -1,0 +1,84 @@
+"""Ctrl-C at any moment of `jamtui jam --headless` over JACK: mid-jam (before, during or after an
+answer) it exits 0 in silence with a complete recording; while starting, 130 with nothing played."""
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.jack_clients import (
+    JamtuiProc, RecordingClient, describe, ends_in_silence, is_note_on, unbalanced, write_performance,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.mark.jack
+def test_ctrl_c_at_a_random_moment(jack_server, tmp_path):
+    """`jamtui jam --headless` with the shipped model, the performer from a file and a JACK
+    recording client on its output; Ctrl-C at a seeded random moment 0.5-4 s into the jam
+    (before, during or after an answer, with notes sounding). Exit 0, no traceback, the
+    output balanced and silent, the recording complete. Three jams at once, to save time."""
+    rng = random.Random(20261125)
+    midi = write_performance(tmp_path / "phrases.mid", phrases=3, notes=4, pause_s=2.0)
+    runs = []
+    for rep, preset in enumerate(["default", "continuous", "default"]):
+        rec = RecordingClient(f"ctrl-c rec {rep}")
+        jam = JamtuiProc("-v", "jam", "--headless", "--in", str(midi), "--out", f"ctrl-c rec {rep}",
+                         "--preset", preset, "--record", str(tmp_path / f"rec{rep}"))
+        runs.append((rep, preset, rng.uniform(0.5, 4.0), rec, jam))
+    codes: dict[int, int] = {}
+
+    def interrupt(rep: int, delay_s: float, jam: JamtuiProc) -> None:
+        if wait_for(lambda: jam.popen.poll() is not None or any("jamtui jam:" in l for l in jam.lines), 90):
+            time.sleep(delay_s)
+            codes[rep] = jam.interrupt()
+
+    threads = [threading.Thread(target=interrupt, args=(rep, delay_s, jam)) for rep, _, delay_s, _, jam in runs]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        for rep, preset, delay_s, rec, jam in runs:
+            context = f"rep {rep} ({preset}, Ctrl-C {delay_s:.2f} s into the jam): {jam.stderr}"
+            assert "jamtui jam:" in jam.stderr and codes.get(rep) == 0, context
+            assert "Traceback" not in jam.stderr, context
+            assert wait_for(lambda: ends_in_silence(rec.snapshot()), 5), describe(rec.snapshot()) + context
+            messages = rec.snapshot()
+            assert unbalanced(messages) == [], describe(messages) + context
+            record_dir = tmp_path / f"rec{rep}"
+            sidecars = list(record_dir.glob("*.json"))
+            assert len(sidecars) == 1 and not list(record_dir.glob("*.partial.jsonl")), context
+            meta = json.loads(sidecars[0].read_text())
+            assert meta["status"] == "complete"
+            assert meta["counts"]["ai"] >= sum(1 for m in messages if is_note_on(m))
+        assert any(is_note_on(m) for _, _, _, rec, _ in runs for m in rec.snapshot()), "no Ctrl-C met the AI playing"
+    finally:
+        for _, _, _, rec, jam in runs:
+            jam.kill()
+            rec.close()
+
+
+@pytest.mark.jack
+def test_ctrl_c_while_starting(jack_server, tmp_path):
+    """Ctrl-C before the jam began (loading the model): status 130, no traceback, nothing
+    played and no recording left half-written."""
+    rng = random.Random(7)
+    rec = RecordingClient("ctrl-c start rec")
+    try:
+        for rep in range(2):
+            jam = JamtuiProc("jam", "--headless", "--out", "ctrl-c start rec", "--record", str(tmp_path / "rec"))
+            time.sleep(rng.uniform(0.3, 1.5))
+            code = jam.interrupt()
+            assert "Traceback" not in jam.stderr, jam.stderr
+            # (on a machine that starts the jam sooner than that, Ctrl-C ends the jam itself: 0)
+            assert code == (0 if "jamtui jam:" in jam.stderr else 130), jam.stderr
+        assert not [m for m in rec.snapshot() if is_note_on(m)]
+        assert not list((tmp_path / "rec").glob("*.partial.jsonl"))
+    finally:
+        rec.close()
