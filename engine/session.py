@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import queue
 import threading
 from typing import Any, Callable
@@ -215,7 +216,7 @@ class Session(SessionControl):
                 return
             if not self._ai and not self._cues.pending and self._cursor_s <= now_s:
                 # The AI's entry: scheduled a moment ahead and generated before it (the cue).
-                self._cursor_s = now_s + self._prepare_s
+                self._cursor_s = self._on_beat(now_s + self._prepare_s)
                 self._cues.cue(self.start_ns + s_to_ns(self._cursor_s))
                 self._enter = True
             self._cursor_s = max(self._cursor_s, now_s)
@@ -238,12 +239,20 @@ class Session(SessionControl):
         if not self.performer.phrase or self.performer.held:
             return None
         if self.performer.handover:
-            return now_s
+            return self._on_beat(now_s)
         since = self.listener.silent_since()
         if since is None:
             return None
-        cue_s = since + self.preset.phrase_gap_s
+        cue_s = self._on_beat(since + self.preset.phrase_gap_s)
         return max(cue_s, now_s) if now_s >= cue_s - self._prepare_s else None
+
+    def _on_beat(self, t_s: float) -> float:
+        """With MIDI clock coming in, the first beat at or after t_s; else t_s (free time)."""
+        grid = self.capture.beat_grid()
+        if grid is None:
+            return t_s
+        beat_s, period_s = self._now_s(grid[0]), grid[1] / 1e9
+        return beat_s + max(0, math.ceil((t_s - beat_s) / period_s - 1e-6)) * period_s
 
     def _begin_turn(self, cue_s: float) -> None:
         phrase = self.performer.phrase

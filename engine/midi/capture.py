@@ -22,6 +22,7 @@ from engine.midi.base import InputPort
 log = logging.getLogger(__name__)
 
 _CLOCK, _ACTIVE_SENSING = 0xF8, 0xFE
+_START, _CONTINUE, _STOP = 0xFA, 0xFB, 0xFC
 _TICKS_PER_BEAT = 24
 _SENSING_TIMEOUT_NS = 300_000_000  # the MIDI spec's limit between active-sensing messages
 _CLOCK_STALE_NS = 500_000_000
@@ -51,6 +52,8 @@ class Capture:
         self.clock = clock or MonotonicClock()
         self._queue: queue.Queue[MidiEvent] = queue.Queue(maxsize)
         self._clock_ticks_ns: deque[int] = deque(maxlen=_TICKS_PER_BEAT * 2 + 1)
+        self._tick_index = 0  # clock ticks since Start (or since the first one): every 24th is a beat
+        self._beat_ns: int | None = None  # the latest beat's tick
         self.sysex: deque[MidiEvent] = deque(maxlen=8)
         self._last_sensing_ns: int | None = None
         self._stop = threading.Event()
@@ -68,6 +71,13 @@ class Capture:
         if status == _CLOCK:
             self.clock_ticks += 1
             self._clock_ticks_ns.append(t_ns)
+            if self._tick_index % _TICKS_PER_BEAT == 0:
+                self._beat_ns = t_ns
+            self._tick_index += 1
+            return
+        if status in (_START, _CONTINUE, _STOP):
+            if status == _START:  # the next tick is the first beat
+                self._tick_index = 0
             return
         if status == _ACTIVE_SENSING:
             self.active_sensing += 1
@@ -143,6 +153,14 @@ class Capture:
         intervals = [b - a for a, b in zip(ticks, ticks[1:])]
         tick_ns = statistics.median(intervals)
         return 60e9 / (tick_ns * _TICKS_PER_BEAT) if tick_ns > 0 else None
+
+    def beat_grid(self) -> tuple[int, int] | None:
+        """(the latest beat's time, the beat's length) in ns from incoming MIDI clock, or None
+        without a recent clock. Beats count from Start, else from the first tick seen."""
+        tempo = self.tempo_bpm()
+        if tempo is None or self._beat_ns is None:
+            return None
+        return self._beat_ns, round(60e9 / tempo)
 
     def sender_alive(self) -> bool | None:
         """False when a sender that used active sensing went quiet; None if it never sent any."""

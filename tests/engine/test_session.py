@@ -288,3 +288,19 @@ def test_run_simulated_with_a_file_player(tokenizer, playful):
     metrics = session.metrics()
     assert metrics.notes_in == 6 and metrics.responses == 1 and metrics.notes_out > 0
     assert_balanced(out.events)
+
+
+def test_accompany_rewrites_what_it_wrote_ahead_when_the_performer_plays(tokenizer, playful):
+    """Notes beyond the commit window are cancelled and written again once the performer's
+    new note may be heard; what was about to sound stays; nothing hangs."""
+    clock, inp, out, session, seen = make(tokenizer, playful, "accompany", lookahead_s=2.0, commit_window_s=0.2)
+    advance(session, clock, 1.5)  # the AI is playing and has written ~2 s ahead
+    ahead = [n for n in session._ai if n.start_s > 1.5 + 0.2]
+    assert ahead, "nothing written ahead to revise"
+    phrase(inp, clock, session, 1.5, [60, 64, 67])
+    advance(session, clock, 3.0)
+    metrics = session.metrics()
+    assert metrics.revisions >= 1
+    assert session.scheduler.stats().cancelled > 0
+    session.stop()
+    assert_balanced(out.events)
