@@ -132,33 +132,22 @@ def test_model_raising_in_a_live_session(tokenizer, playful):
 # -- a stall --------------------------------------------------------------------------------
 
 
-def test_a_stall_in_generation_makes_notes_late_never_hung(tokenizer, playful):
-    """A 200 ms stall inside decode, live, with the least lookahead (50 ms): the chunk's first
-    notes come late (played at once) or are dropped, none hangs, and the session plays on."""
-    model = Faulty(playful, sleep_at={40}, sleep_s=0.2)
+@pytest.mark.parametrize("stall_s", [0.2, 1.0])
+def test_a_stall_in_generation_makes_notes_late_never_hung(tokenizer, playful, stall_s):
+    """A stall inside decode, live, with the least lookahead (50 ms): the notes it delays
+    come late (played at once) or are dropped, none hangs, and the session plays on. A 1 s
+    stall outlasts any lead the session keeps, so it must show in the late/dropped counts."""
+    model = Faulty(playful, sleep_at={40}, sleep_s=stall_s)
     session, out, seen = live(model, tokenizer, seed=3, lookahead_s=0.05)
     try:
         assert model.stalled.wait(20), f"the stall never came ({model.decodes} decodes)"
         played = session.metrics().notes_out
         assert wait_for(lambda: session.metrics().notes_out >= played + 5, 20), "the session did not recover"
-        assert session.metrics().generation_errors == 0 and "failed" not in [e.kind for e in seen]
-    finally:
-        session.stop()
-    assert_clean_end(session, out)
-
-
-def test_a_stall_longer_than_the_lead_is_counted(tokenizer, playful):
-    """A 1 s stall outlasts any lead the session keeps: the notes it delays are played at
-    once (counted as late, with how late) or dropped, and still none hangs."""
-    model = Faulty(playful, sleep_at={40}, sleep_s=1.0)
-    session, out, _ = live(model, tokenizer, seed=3, lookahead_s=0.05)
-    try:
-        assert model.stalled.wait(20), f"the stall never came ({model.decodes} decodes)"
-        played = session.metrics().notes_out
-        assert wait_for(lambda: session.metrics().notes_out >= played + 5, 20), "the session did not recover"
         metrics = session.metrics()
-        assert metrics.late_notes + metrics.dropped_onsets > 0
+        assert metrics.generation_errors == 0 and "failed" not in [e.kind for e in seen]
         assert metrics.late_notes == 0 or metrics.late_ms_max > 0
+        if stall_s >= 1.0:
+            assert metrics.late_notes + metrics.dropped_onsets > 0
     finally:
         session.stop()
     assert_clean_end(session, out)
