@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 .PHONY: run test setup setup-test jack bench clean
 
 run: setup
-	$(BIN)/jamtui
+	$(BIN)/jamtui jam
 
 test: setup-test jack
 	$(BIN)/python -m pytest
