@@ -29,7 +29,9 @@ from engine.token_decoder import IncrementalDecoder
 from engine.tokenizer import JamTokenizer
 
 log = logging.getLogger(__name__)
-HEADROOM_TOKENS = 256  # slots kept free for new tokens before the window slides
+TRAINED_TOKENS = 512  # the longest sequence the model saw in training: the context stays within it
+REBUILD_TOKENS = 320  # a rebuilt context leaves the rest of that for what is played next
+PLAY_ROOM_TOKENS = 96  # room a chunk needs; with less, the window slides first
 MAX_NEW_TOKENS = 512  # a model that never moves time on must still end its chunk
 
 
@@ -47,10 +49,12 @@ class PlayResult:
 
 
 class ContextStream:
-    def __init__(self, model, tokenizer: JamTokenizer, *, context_s: float = 10.0) -> None:
+    def __init__(self, model, tokenizer: JamTokenizer, *, context_s: float = 10.0,
+                 window_tokens: int = TRAINED_TOKENS) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.context_s = context_s
+        self.window_tokens = window_tokens
         self.cache = model.new_cache()
         self.origin_s = 0.0
         self.rebuilds = 0
@@ -74,10 +78,12 @@ class ContextStream:
     # -- building and syncing ---------------------------------------------------------------
 
     def rebuild(self, notes: Sequence[Note], t_s: float, conditions: Conditions | None) -> None:
-        """Start over with the notes of the last `context_s` before `t_s` (one prefill).
+        """Start over with the notes of the last `context_s` before `t_s` (one prefill), or
+        of a shorter stretch when those take more than REBUILD_TOKENS (a dense passage).
         `conditions` are the preset's (compared by `sync`); the context fills what they leave open."""
         from engine.continuation import fill_conditions
 
+        budget = min(REBUILD_TOKENS, self.window_tokens - PLAY_ROOM_TOKENS)
         window_s = self.context_s
         while True:
             self.origin_s = max(0.0, t_s - window_s)
@@ -89,9 +95,9 @@ class ContextStream:
             self._given, self._header_len = conditions, len(header)
             self._entries, self._tick = [], 0
             ids = header + self._encode(kept, len(header))
-            if len(ids) <= self.cache.max_len - HEADROOM_TOKENS or window_s <= 1.0:
+            if len(ids) <= budget or window_s <= 0.5:
                 break
-            window_s -= 1.0  # a dense passage: a shorter window still fits
+            window_s = max(0.5, window_s * 0.95 * budget / len(ids))  # a dense passage: a shorter stretch
         self.cache.reset()
         self._pending = []
         self.model.prefill(ids, self.cache)
@@ -114,7 +120,7 @@ class ContextStream:
         if same < len(self._entries) or (rest and keys[same][0] < self._tick):
             self._rollback(same)
         ids = self._encode(rest, self.length)
-        if self.length + len(ids) > self.cache.max_len - HEADROOM_TOKENS // 2:
+        if self.length + len(ids) > self.window_tokens - PLAY_ROOM_TOKENS:  # the window slides
             self.rebuild(notes, t_s, conditions)
             return self.length
         self._pending += ids
