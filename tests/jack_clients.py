@@ -18,7 +18,11 @@ ALL_NOTES_OFF = 123
 
 
 class RecordingClient:
-    """A JACK MIDI input (its own client) that keeps every message with its arrival time."""
+    """A JACK MIDI input (its own client) that keeps every message with its arrival time.
+
+    It polls rtmidi's queue from a thread, as jamtui's own capture does with JACK: a Python
+    callback would run on JACK's real-time thread, and waiting for the GIL there made JACK
+    miss cycles and garble bursts (seen as one message repeated in place of the others)."""
 
     def __init__(self, port_name: str, client_name: str = "rec") -> None:
         import rtmidi
@@ -30,12 +34,19 @@ class RecordingClient:
         self._in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=client_name, queue_size_limit=8192)
         self._in.ignore_types(sysex=False, timing=False, active_sense=False)
         self._in.open_virtual_port(port_name)
-        self._in.set_callback(self._on_message)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name=f"rec-{port_name}", daemon=True)
+        self._thread.start()
 
-    def _on_message(self, event, _data=None) -> None:
-        with self._lock:
-            self.messages.append(tuple(event[0]))
-            self.times.append(time.monotonic())
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            got = self._in.get_message()
+            if got is None:
+                time.sleep(0.0005)
+                continue
+            with self._lock:
+                self.messages.append(tuple(got[0]))
+                self.times.append(time.monotonic())
 
     def snapshot(self) -> list[tuple[int, ...]]:
         with self._lock:
@@ -45,7 +56,9 @@ class RecordingClient:
         return [m for m in self.snapshot() if is_note_on(m)]
 
     def close(self) -> None:
-        self._in.cancel_callback()
+        time.sleep(0.05)  # what is in rtmidi's queue still arrives
+        self._stop.set()
+        self._thread.join(2.0)
         self._in.close_port()
         self._in.delete()
 
