@@ -77,7 +77,7 @@ class Session(SessionControl):
         self._turn_notes: list[Note] = []
         self._cues = CueTimer()
         self._enter = False  # the next chunk starts a turn: its first note sounds at its start
-        self._first_chunk_s = 0.05  # running estimate of a turn's first-chunk compute
+        self._entry_compute_s = 0.05  # running estimate of the compute until an entry's first note is ready
         self._chunk_compute_s = 0.05  # running estimate of any chunk's compute
         self._echo = EchoMeter()
         self._echo_windows = EchoWindows(self._echo)
@@ -226,7 +226,7 @@ class Session(SessionControl):
     @property
     def _prepare_s(self) -> float:
         gap_s = self.preset.phrase_gap_s if self.mode == "call-and-response" else None
-        return prepare_s(self._first_chunk_s, gap_s)
+        return prepare_s(self._entry_compute_s, gap_s)
 
     @property
     def _lookahead_s(self) -> float:
@@ -356,7 +356,7 @@ class Session(SessionControl):
         self._cues.computed(round(ready_s * 1e9), bool(result.notes))
         self._chunk_compute_s += 0.2 * (result.compute_s - self._chunk_compute_s)
         if request.enter:
-            self._first_chunk_s += 0.2 * (ready_s - self._first_chunk_s)
+            self._entry_compute_s += 0.2 * (ready_s - self._entry_compute_s)
         self._cursor_s = request.from_s + request.chunk_s
         if result.error is not None:
             self.generation_errors += 1
