@@ -32,6 +32,12 @@ class SessionControl:
         """Takes effect once the phrase being played is committed (the AI's turn ends)."""
         self._commands.put(("preset", preset))
 
+    def set_recorder(self, recorder) -> None:
+        """Start (a `SessionRecorder`) or stop (None) recording mid-jam; any thread. Both
+        players' events are recorded from the next one on; closing the old recorder is the
+        caller's. (The capture and scheduler threads read the attribute per event.)"""
+        self.recorder = recorder
+
     def panic(self) -> None:
         self._commands.put(("panic", None))
         self.scheduler.panic()  # silence at once, whatever the control thread is doing
@@ -50,6 +56,7 @@ class SessionControl:
         with self._lock:
             return SessionMetrics(
                 mode=self.mode,
+                preset=self.preset.name,
                 response_latency_ms_p50=summary["response_ms_p50"],
                 response_latency_ms_p99=summary["response_ms_p99"],
                 responses=int(summary["response_count"]),

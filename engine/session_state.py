@@ -56,6 +56,7 @@ class SessionMetrics:
     late_notes: int = 0  # notes computed after their time, played at once instead
     late_ms_max: float = 0.0  # the latest of them
     revisions: int = 0  # accompany/continuous: times the AI's written-ahead notes were rewritten
+    preset: str = ""  # the preset playing now (a switch waits for the phrase to end)
     entry_compute_ms_p50: float = 0.0  # compute until an entry's first note is ready (hidden by generating ahead)
     prepare_ms: float = 0.0  # how long before a predicted cue the turn's first chunk is asked for
 

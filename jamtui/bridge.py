@@ -240,7 +240,8 @@ class EngineBridge:
         if session is None:
             return
         events = session.events()
-        self._post(MetricsUpdated(session.metrics(), session.scheduler.stats(), session.preset.name))
+        metrics = session.metrics()
+        self._post(MetricsUpdated(metrics, session.scheduler.stats(), metrics.preset))
         if events:
             self._post(SessionEventsHappened(events))
         # A dead control loop or output thread: the session stopped itself and says why.
@@ -305,7 +306,8 @@ class EngineBridge:
             if session is not None:
                 self._close_recorder_locked(session)
                 events = session.events()
-                self._post(MetricsUpdated(session.metrics(), session.scheduler.stats(), session.preset.name))
+                metrics = session.metrics()
+                self._post(MetricsUpdated(metrics, session.scheduler.stats(), metrics.preset))
                 if events:
                     self._post(SessionEventsHappened(events))
             self._post(JamStopped())
@@ -322,14 +324,14 @@ class EngineBridge:
             self._post(RecordingFailed(str(exc)))
             return
         self._recorder = recorder
-        session.recorder = recorder  # the session reads it per event, so recording can begin mid-jam
+        session.set_recorder(recorder)
         self._post(RecordingStarted(recorder.journal_path))
 
     def _close_recorder_locked(self, session) -> None:
         recorder, self._recorder = self._recorder, None
         if recorder is None:
             return
-        session.recorder = None
+        session.set_recorder(None)
         m = session.metrics()
         timings = {"response_ms_p50": m.response_latency_ms_p50, "response_ms_p99": m.response_latency_ms_p99,
                    "rtf": m.rtf, "send_lateness_ms_p99": m.lateness_ms_p99, "dropped_onsets": m.dropped_onsets}

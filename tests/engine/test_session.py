@@ -304,3 +304,25 @@ def test_accompany_rewrites_what_it_wrote_ahead_when_the_performer_plays(tokeniz
     assert session.scheduler.stats().cancelled > 0
     session.stop()
     assert_balanced(out.events)
+
+
+def test_recording_can_begin_mid_jam_and_metrics_name_the_preset(tokenizer, playful, tmp_path):
+    import mido
+
+    from engine.recorder import SessionRecorder
+
+    clock, inp, out, session, seen = make(tokenizer, playful, "continuous")
+    advance(session, clock, 1.0)
+    assert session.metrics().preset == "default"
+    recorder = SessionRecorder(tmp_path, clock, name="mid")
+    recorder.start()
+    session.set_recorder(recorder)
+    phrase(inp, clock, session, 1.0, [60, 62])
+    advance(session, clock, 2.5)
+    session.set_recorder(None)
+    advance(session, clock, 3.0)
+    paths = recorder.close()
+    performer, ai = [[m for m in track if m.type == "note_on" and m.velocity > 0]
+                     for track in mido.MidiFile(paths.midi_path).tracks[-2:]]
+    assert len(performer) == 2 and ai
+    session.stop()
