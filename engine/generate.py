@@ -191,7 +191,7 @@ def generate(
         token = sample(logits, sampling, history, allowed, generator)
         out.append(token)
         history.append(token)
-        last = step == max_new_tokens - 1 or (stop is not None and stop(out))
+        last = (stop is not None and stop(out)) or step == max_new_tokens - 1  # stop sees every id
         if not last or feed_last:
             logits = _feed(model, cache, [token], keep_last)
             if guidance is not None:

@@ -56,6 +56,26 @@ class SyncRequest:
 
 
 @dataclass(frozen=True)
+class EntryRequest:
+    """Sample, ahead, the first note an answer starting at `at_s` would play (for a cue that
+    cannot be predicted, such as a hand-over key); `gen` tells a stale one from the latest."""
+
+    gen: int
+    at_s: float
+    context: tuple[Note, ...]
+    context_s: float
+    conditions: Conditions | None
+    sampling: Sampling
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    request: EntryRequest
+    note: Note | None
+    compute_s: float
+
+
+@dataclass(frozen=True)
 class ChunkResult:
     request: ChunkRequest
     notes: tuple[Note, ...]  # AI notes inside the chunk, session seconds, not yet blended
@@ -97,6 +117,21 @@ class ChunkGenerator:
         except Exception:  # noqa: BLE001
             log.exception("syncing the context failed")
             self.stream.cache.reset()  # the next chunk rebuilds it
+
+    def prepare_entry(self, request: EntryRequest) -> EntryResult:
+        """Never raises: a failure gives no note (the answer then enters the usual way)."""
+        started = time.perf_counter()
+        try:
+            self.stream.context_s = request.context_s
+            self.stream.sync(request.context, request.at_s, request.conditions)
+            played = self.stream.play(request.at_s, request.at_s + 60.0, request.sampling, self.grammar,
+                                      generator=self.generator, enter=True, max_new_tokens=4)  # one whole note
+            note = next((n for n in played.notes if n.player == AI), None)
+        except Exception:  # noqa: BLE001
+            log.exception("preparing an entry failed")
+            self.stream.cache.reset()
+            note = None
+        return EntryResult(request, note, time.perf_counter() - started)
 
     def run(self, request: ChunkRequest, on_note: Callable[[NoteResult], None] | None = None) -> ChunkResult:
         """Never raises: a failing model gives a result with `error` set and no notes.
@@ -141,10 +176,11 @@ class GenerationWorker:
     `submit` and `stop` may be called from any thread; `on_result` runs on this thread.
     """
 
-    def __init__(self, chunks: ChunkGenerator, on_result: Callable[[ChunkResult | NoteResult], None]) -> None:
+    def __init__(self, chunks: ChunkGenerator,
+                 on_result: Callable[[ChunkResult | NoteResult | EntryResult], None]) -> None:
         self._chunks = chunks
         self._on_result = on_result
-        self._requests: queue.Queue[ChunkRequest | SyncRequest | None] = queue.Queue()
+        self._requests: queue.Queue[ChunkRequest | SyncRequest | EntryRequest | None] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -152,7 +188,7 @@ class GenerationWorker:
         self._thread = threading.Thread(target=self._run, name="jamtui-generate", daemon=True)
         self._thread.start()
 
-    def submit(self, request: ChunkRequest | SyncRequest) -> None:
+    def submit(self, request: ChunkRequest | SyncRequest | EntryRequest) -> None:
         self._requests.put(request)
 
     @property
@@ -173,5 +209,8 @@ class GenerationWorker:
             if isinstance(request, SyncRequest):
                 if self._requests.empty():  # a newer request carries newer notes: skip this one
                     self._chunks.sync(request)
+                continue
+            if isinstance(request, EntryRequest):
+                self._on_result(self._chunks.prepare_entry(request))
                 continue
             self._on_result(self._chunks.run(request, on_note=self._on_result))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import queue
 import threading
 from typing import Any, Callable
@@ -12,7 +11,9 @@ from typing import Any, Callable
 from engine.clock import Clock, FakeClock, MonotonicClock, s_to_ns
 from engine.ai_notes import EchoWindows, within_limits
 from engine.events import MidiEvent, Note
-from engine.generation import ChunkGenerator, ChunkRequest, ChunkResult, GenerationWorker, NoteResult, SyncRequest
+from engine.generation import (
+    ChunkGenerator, ChunkRequest, ChunkResult, EntryResult, GenerationWorker, NoteResult, SyncRequest,
+)
 from engine.injection import EchoMeter, blend, input_delay_s, interleave
 from engine.midi.capture import Capture
 from engine.midi.scheduler import OutputScheduler
@@ -20,18 +21,18 @@ from engine.performer import MEMORY_S, PerformerTrack
 from engine.presets import Preset
 from engine.session_control import SessionControl
 from engine.session_state import CueTimer, SessionEvent, SessionMetrics, lookahead_s, prepare_s
+from engine.session_turns import TurnTaking
 
 __all__ = ["Session", "SessionEvent", "SessionMetrics"]
 
 log = logging.getLogger(__name__)
 _TICK_S = 0.002  # the live control loop's period (results and streamed notes wait at most this)
-_ANSWER_MIN_S, _ANSWER_MAX_S = 2.0, 6.0  # call-and-response: the AI's phrase length, from the call's
 _FIRST_CHUNK_S = 0.5  # call-and-response: the answer's first chunk, kept short for latency
 _RING_S = 0.5  # an answer's last notes may ring this long past its turn
 _REVISE_EVERY_S = 0.25  # accompany/continuous: at most this often is the AI's written-ahead part rewritten
 
 
-class Session(SessionControl):
+class Session(SessionControl, TurnTaking):
     """One jam. `start`/`stop` run it live on threads; `tick(now_ns)` (or `run_simulated`)
     drives the same logic from one thread on a `FakeClock`, generating synchronously.
 
@@ -77,6 +78,8 @@ class Session(SessionControl):
         self._turn_notes: list[Note] = []
         self._cues = CueTimer()
         self._enter = False  # the next chunk starts a turn: its first note sounds at its start
+        self._entry_note: Note | None = None  # a hand-over answer's first note, sampled ahead
+        self._entry_gen, self._entry_asked_gen = 0, -1
         self._entry_compute_s = 0.05  # running estimate of the compute until an entry's first note is ready
         self._chunk_compute_s = 0.05  # running estimate of any chunk's compute
         self._echo = EchoMeter()
@@ -176,6 +179,8 @@ class Session(SessionControl):
             self.recorder.record("performer", event)
         took = self.performer.take(event, self._now_s(event.t_ns), self.preset.handover,
                                    keep_phrase=self.mode == "call-and-response")
+        if took == "on":
+            self._stale_entry()
         if took == "on" and self._turn_end_s is not None:
             self._yield(min(event.t_ns, now_ns))
         elif took == "on" and self.mode != "call-and-response" and self._revise_at_s is None:
@@ -200,9 +205,10 @@ class Session(SessionControl):
                     return
                 cue_s = self._next_cue_s(now_s)
                 if cue_s is None:
+                    self._prepare_entry(now_s)
                     self.performer.handover = self.performer.handover and bool(self.performer.phrase)
                     return
-                self._begin_turn(cue_s)
+                self._begin_turn(cue_s, now_ns)
             elif now_s >= self._turn_end_s + _RING_S and self._cursor_s >= self._turn_end_s:
                 self._end_turn(now_s)
                 return
@@ -231,64 +237,6 @@ class Session(SessionControl):
     @property
     def _lookahead_s(self) -> float:
         return lookahead_s(self.preset.lookahead_s, self._chunk_compute_s)
-
-    def _next_cue_s(self, now_s: float) -> float | None:
-        """Call-and-response: when the AI's turn starts, if it is time to prepare it. A phrase
-        ends `phrase_gap_s` after the last key went up: the turn is generated `_prepare_s`
-        before that, so the answer is ready on the cue (a key pressed before it cancels)."""
-        if not self.performer.phrase or self.performer.held:
-            return None
-        if self.performer.handover:
-            return self._on_beat(now_s)
-        since = self.listener.silent_since()
-        if since is None:
-            return None
-        cue_s = self._on_beat(since + self.preset.phrase_gap_s)
-        return max(cue_s, now_s) if now_s >= cue_s - self._prepare_s else None
-
-    def _on_beat(self, t_s: float) -> float:
-        """With MIDI clock coming in, the first beat at or after t_s; else t_s (free time)."""
-        grid = self.capture.beat_grid()
-        if grid is None:
-            return t_s
-        beat_s, period_s = self._now_s(grid[0]), grid[1] / 1e9
-        return beat_s + max(0, math.ceil((t_s - beat_s) / period_s - 1e-6)) * period_s
-
-    def _begin_turn(self, cue_s: float) -> None:
-        phrase = self.performer.phrase
-        span_s = max(n.end_s for n in phrase) - min(n.start_s for n in phrase)
-        self._turn_end_s = cue_s + min(max(span_s, _ANSWER_MIN_S), _ANSWER_MAX_S)
-        self._cursor_s = cue_s
-        self._turn_notes = []
-        self.performer.handover = False
-        self._enter = True
-        self._cues.cue(self.start_ns + s_to_ns(cue_s))
-        self._emit("ai_phrase_started", cue_s, until_s=self._turn_end_s)
-
-    def _end_turn(self, now_s: float, *, yielded: bool = False) -> None:
-        sounded = [n for n in self._turn_notes if n.start_s < now_s]
-        if sounded:
-            self._echo.observe_performer(self.performer.phrase)
-            self._echo.observe_ai(sounded)
-        self._turn_end_s = None
-        if not yielded:
-            self.performer.phrase = []
-        elif sounded:  # the performer cut in on the answer: their new call starts now
-            self.performer.phrase = [n for n in self.performer.phrase if n.start_s >= now_s]
-        # else: they played on before the answer began (a longer pause, not the end): same call
-        self._cues.cancel()
-        self._emit("ai_yielded" if yielded else "ai_phrase_ended", now_s, **({} if sounded or not yielded else {"before_entry": True}))
-
-    def _yield(self, at_ns: int) -> None:
-        """The performer played at `at_ns`: no AI onset after it (one already sent ends now);
-        notes that began before it keep their offs."""
-        self.scheduler.cancel(after_ns=at_ns)
-        now_s = self._now_s(at_ns)
-        self._ai = [n for n in self._ai if n.start_s <= now_s]
-        self._epoch += 1
-        self._in_flight = False
-        self._end_turn(now_s, yielded=True)
-        self._sync(now_s)  # the answer's unplayed notes leave the model's context
 
     def generate_chunk(self, now_s: float) -> list[Note]:
         """The model step on its own: AI notes for [now_s, now_s + chunk_s), blended and
@@ -337,7 +285,10 @@ class Session(SessionControl):
         else:
             self._accept(self._chunks.run(request), now_ns)
 
-    def _accept(self, result: ChunkResult | NoteResult, now_ns: int) -> None:
+    def _accept(self, result: ChunkResult | NoteResult | EntryResult, now_ns: int) -> None:
+        if isinstance(result, EntryResult):
+            self._accept_entry(result)
+            return
         request = result.request
         if request.epoch != self._epoch:
             return  # a chunk for a turn that was yielded, cancelled or re-moded: never sounds

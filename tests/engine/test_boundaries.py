@@ -14,6 +14,7 @@ ENGINE_MODULES = [
     "engine.model.kv_cache", "engine.model.checkpoint", "engine.model.bench", "engine.stream",
     "engine.token_decoder", "engine.session_control", "engine.session_state", "engine.performer",
     "engine.ai_notes", "engine.jam_bench", "engine.simulate", "engine.continuation", "engine.realtime",
+    "engine.session_turns",
     "engine.model.device",
 ]
 

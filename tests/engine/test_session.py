@@ -326,3 +326,22 @@ def test_recording_can_begin_mid_jam_and_metrics_name_the_preset(tokenizer, play
                      for track in mido.MidiFile(paths.midi_path).tracks[-2:]]
     assert len(performer) == 2 and ai
     session.stop()
+
+
+def test_a_hand_over_key_answers_with_a_note_prepared_in_the_silence(tokenizer, playful):
+    from engine.presets import Handover
+
+    clock, inp, out, session, seen = make(tokenizer, playful, "call-and-response", phrase_gap_s=8.0,
+                                          handover=Handover(kind="note", number=21))
+    phrase(inp, clock, session, 0.0, [60, 62, 64, 65])
+    advance(session, clock, 1.2)
+    assert session._entry_note is not None, "nothing prepared during the silence"
+    key_ns = clock.now_ns()
+    inp.feed(bytes((0x90, 21, 64)), key_ns)
+    advance(session, clock, 1.25)
+    ons = note_ons(out.events)
+    assert ons and ons[0].t_ns - key_ns <= s_to_ns(0.011)  # sent at the next 10 ms step
+    metrics = session.metrics()
+    assert metrics.responses == 1 and metrics.response_latency_ms_p99 <= 10.0  # no compute after the key
+    session.stop()
+    assert_balanced(out.events)
