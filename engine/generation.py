@@ -111,8 +111,7 @@ class ChunkGenerator:
     def sync(self, request: SyncRequest) -> None:
         """Never raises (a failure shows again, and is reported, at the next chunk)."""
         try:
-            self.stream.context_s = request.context_s
-            self.stream.sync(request.context, request.t_s, request.conditions)
+            self.stream.sync(request.context, request.t_s, request.conditions, request.context_s)
             self.stream.flush()
         except Exception:  # noqa: BLE001
             log.exception("syncing the context failed")
@@ -122,8 +121,7 @@ class ChunkGenerator:
         """Never raises: a failure gives no note (the answer then enters the usual way)."""
         started = time.perf_counter()
         try:
-            self.stream.context_s = request.context_s
-            self.stream.sync(request.context, request.at_s, request.conditions)
+            self.stream.sync(request.context, request.at_s, request.conditions, request.context_s)
             played = self.stream.play(request.at_s, request.at_s + 60.0, request.sampling, self.grammar,
                                       generator=self.generator, enter=True, max_new_tokens=4)  # one whole note
             note = next((n for n in played.notes if n.player == AI), None)
@@ -160,8 +158,7 @@ class ChunkGenerator:
     def _run(self, request: ChunkRequest, on_note: Callable[[Note], None]) -> tuple[list[Note], int]:
         t_s, chunk_end_s = request.from_s, request.from_s + request.chunk_s
         try:
-            self.stream.context_s = request.context_s
-            self.stream.sync(request.context, t_s, request.conditions)
+            self.stream.sync(request.context, t_s, request.conditions, request.context_s)
             played = self.stream.play(t_s, chunk_end_s, request.sampling, self.grammar, generator=self.generator,
                                       enter=request.enter, on_note=on_note)
         except Exception:

@@ -325,11 +325,13 @@ class Session(SessionControl, TurnTaking):
         blended = blend(notes, self.listener.listen(now_s), self._settings, self.performer.phrase)
         return within_limits(blended, self.preset.limits, self._ai, turn_end_s=self._turn_end_s, ring_s=_RING_S)
 
+    def _out_ns(self, t_s: float) -> int:
+        """Clock time at which session time t_s goes out of this port (its preset offset added)."""
+        return self.start_ns + s_to_ns(t_s + self.preset.output_offset_ms.get(self._port_name, 0.0) / 1000)
+
     def _schedule(self, notes: list[Note], now_ns: int) -> None:
-        offset_ns = s_to_ns(self.preset.output_offset_ms.get(self._port_name, 0.0) / 1000)
         for n in notes:
-            on_ns = self.start_ns + s_to_ns(n.start_s) + offset_ns
-            off_ns = self.start_ns + s_to_ns(n.end_s) + offset_ns
+            on_ns, off_ns = self._out_ns(n.start_s), self._out_ns(n.end_s)
             if on_ns < now_ns:  # computed too late for its place: play it now, as long as meant
                 with self._lock:
                     self.late_notes += 1

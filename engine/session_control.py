@@ -124,8 +124,7 @@ class SessionControl:
         if self._cursor_s <= keep_s:
             return  # nothing written beyond the window: the next chunk hears the new notes anyway
         self._revised_s = now_s
-        offset_ns = s_to_ns(self.preset.output_offset_ms.get(self._port_name, 0.0) / 1000)
-        self.scheduler.cancel(after_ns=self.start_ns + s_to_ns(keep_s) + offset_ns)
+        self.scheduler.cancel(after_ns=self._out_ns(keep_s))
         self._ai = [n for n in self._ai if n.start_s < keep_s]
         self._epoch += 1
         self._in_flight = False

@@ -103,9 +103,13 @@ class ContextStream:
         self.model.prefill(ids, self.cache)
         self.rebuilds += 1
 
-    def sync(self, notes: Sequence[Note], t_s: float, conditions: Conditions | None) -> int:
+    def sync(self, notes: Sequence[Note], t_s: float, conditions: Conditions | None,
+             context_s: float | None = None) -> int:
         """Make the stream hold `notes` (both players, session seconds) from its origin up to
-        `t_s`. Returns the tokens appended. Rebuilds when the conditions changed or room runs out."""
+        `t_s`. Returns the tokens appended. Rebuilds when the conditions changed or room runs
+        out; `context_s` (when given) is the length a rebuild keeps from now on."""
+        if context_s is not None:
+            self.context_s = context_s
         if self.cache.length == 0 or conditions != self._given or t_s - self.origin_s > 3 * self.context_s:
             self.rebuild(notes, t_s, conditions)
             return self.length

@@ -22,8 +22,8 @@ def _pct(samples: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def _decode_samples(model: FastLlama, ids: torch.Tensor, n: int, sync=lambda: None) -> list[float]:
-    """Per-token decode times at a context that stays within [len(ids), len(ids) + 64)."""
+def time_decodes(model: FastLlama, ids: torch.Tensor, n: int, sync=lambda: None) -> list[float]:
+    """Per-token decode times (ms) at a context that stays within [len(ids), len(ids) + 64)."""
     ctx = ids.numel()
     cache = model.new_cache(max_len=max(model.config.max_len, ctx + 64))
     model.prefill(ids, cache)
@@ -45,7 +45,7 @@ def _bench_cuda(cpu_model: FastLlama, ids: torch.Tensor, chunk_tokens: int, toke
     sync = torch.cuda.synchronize
     model = copy.deepcopy(cpu_model).to("cuda", torch.float16)
     model.warmup()
-    _decode_samples(model, ids.clone(), 50, sync=sync)  # allocator and kernels warm at this context
+    time_decodes(model, ids.clone(), 50, sync=sync)  # allocator and kernels warm at this context
     cache = model.new_cache(max_len=max(model.config.max_len, ids.numel() + chunk_tokens + 1))
     prefill = []
     for _ in range(5):
@@ -53,7 +53,7 @@ def _bench_cuda(cpu_model: FastLlama, ids: torch.Tensor, chunk_tokens: int, toke
         model.prefill(ids, cache)
         sync()
         prefill.append(_ms(start))
-    decode = _decode_samples(model, ids.clone(), decode_samples, sync=sync)
+    decode = time_decodes(model, ids.clone(), decode_samples, sync=sync)
     model.prefill(ids, cache)
     sync()
     start = time.perf_counter_ns()
@@ -104,7 +104,7 @@ def bench_model(
             cpu_model.prefill(ids, cache)
             prefill.append(_ms(start))
 
-        decode = _decode_samples(cpu_model, ids, decode_samples)
+        decode = time_decodes(cpu_model, ids, decode_samples)
 
         nocache = []
         for i in range(nocache_samples):

@@ -12,7 +12,6 @@ import copy
 import logging
 import os
 import statistics
-import time
 
 import torch
 
@@ -22,18 +21,11 @@ DEVICES = ("auto", "cpu", "cuda")
 
 def decode_ms(model, context_tokens: int = 256, steps: int = 40) -> float:
     """Median ms of one cached decode step at `context_tokens` (after a warm-up)."""
+    from engine.model.bench import time_decodes
+
     sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
-    cache = model.new_cache(max_len=max(model.config.max_len, context_tokens + steps + 8))
-    ids = [i % model.config.vocab_size for i in range(3, context_tokens + 3)]
-    model.prefill(ids, cache)
-    times = []
-    for i in range(steps + 8):
-        start = time.perf_counter()
-        model.decode_one(ids[i % len(ids)], cache)
-        sync()
-        if i >= 8:
-            times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    ids = torch.arange(3, context_tokens + 3) % model.config.vocab_size
+    return statistics.median(time_decodes(model, ids, steps + 8, sync=sync)[8:])
 
 
 def choose_device(cpu_model, requested: str | None = None) -> tuple[object, str]:
