@@ -8,8 +8,8 @@ from textual.app import App
 from textual.binding import Binding
 
 from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT
-from engine.preset_files import load_preset
-from engine.presets import Preset
+from engine.presets.files import load_preset
+from engine.presets.schema import Preset
 from jamtui.bridge import (
     EngineBridge,
     ModelLoader,

@@ -15,7 +15,7 @@ from engine.midi.ports import open_input, open_output
 from engine.midi.system import PortList, list_ports, platform_hint
 from engine.midi.watch import PortWatcher
 from engine.realtime import quiet_the_interpreter
-from engine.presets import Preset, resolve_model_path
+from engine.presets.schema import Preset, resolve_model_path
 from jamtui.messages import (
     EngineFailed,
     JamStarted,
@@ -59,7 +59,7 @@ def open_ports(input_spec: str, output_spec: str, clock: Clock, *, api: str | No
 
 def load_model(path: Path) -> tuple[Any, Any]:
     """The checkpoint as the headless jam loads it (fp32 on CPU with one torch thread, fp16 on CUDA)."""
-    from jamtui.models import load_model
+    from engine.model.load import load_model
 
     return load_model(path)
 
@@ -117,7 +117,7 @@ class EngineBridge:
 
     @property
     def session(self):
-        """The running `engine.session.Session`, or None."""
+        """The running `engine.duet.session.Session`, or None."""
         return self._session
 
     # -- thread workers ----------------------------------------------------------------------
@@ -136,7 +136,7 @@ class EngineBridge:
         self._post(PortsScanned(ports))
 
     def recover_recordings(self) -> None:
-        from engine.recorder import recover
+        from engine.midi.recorder import recover
 
         try:
             recovered = recover(self.recordings_dir)
@@ -192,7 +192,7 @@ class EngineBridge:
             self._ports = (source, sink)
             self._meta = {"in": source.name, "out": sink.name, "preset": preset.name}
             try:
-                from engine.session import Session
+                from engine.duet.session import Session
 
                 self._session = Session(source, sink, loaded[0], loaded[1], preset, clock=clock)
                 if self._record_armed:
@@ -313,7 +313,7 @@ class EngineBridge:
             self._post(JamStopped())
 
     def _start_recorder_locked(self) -> None:
-        from engine.recorder import SessionRecorder
+        from engine.midi.recorder import SessionRecorder
 
         session = self._session
         try:

@@ -15,15 +15,17 @@ log = logging.getLogger("jamtui")
 
 
 def load_model(path: Path | None):
-    from jamtui.models import load_model as load
+    from engine.model.load import load_model as load
 
     return load(path)
 
 
 def preset_and_model(name: str):
-    from jamtui.models import preset_and_model as load
+    from engine.presets.files import load_preset
+    from engine.presets.schema import resolve_model_path
 
-    return load(name)
+    preset = load_preset(name)
+    return (preset, *load_model(resolve_model_path(preset)))
 
 
 
@@ -35,14 +37,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     errors: tuple[type[BaseException], ...] = (UserError, PortError, MidiFileError)
     if "engine.model.checkpoint" in sys.modules:  # only loaded by the commands that use a model
         from engine.model.checkpoint import CheckpointError
+        from engine.model.device import DeviceError
 
-        errors += (CheckpointError,)
-    if "engine.tokenizer" in sys.modules:
-        from engine.tokenizer import TokenizerConfigError
+        errors += (CheckpointError, DeviceError)
+    if "engine.tokens.tokenizer" in sys.modules:
+        from engine.tokens.tokenizer import TokenizerConfigError
 
         errors += (TokenizerConfigError,)
-    if "engine.presets" in sys.modules:
-        from engine.presets import PresetError
+    if "engine.presets.schema" in sys.modules:
+        from engine.presets.schema import PresetError
 
         errors += (PresetError,)
     return errors
@@ -165,7 +168,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 def cmd_play(args) -> int:
     from engine.clock import MonotonicClock
     from engine.midi.midifile import load_midi_events
-    from engine.midi.playback import play
+    from engine.midi.file_output import play
     from engine.midi.ports import open_output
     from engine.midi.scheduler import OutputScheduler
 
@@ -235,7 +238,7 @@ def _wait_forever(stop: threading.Event, thru) -> None:
 
 
 def _start_recorder(directory: Path, clock, meta: dict):
-    from engine.recorder import SessionRecorder, recover
+    from engine.midi.recorder import SessionRecorder, recover
 
     for paths in recover(directory):
         print(f"jamtui: recovered an interrupted recording: {paths.midi_path}", file=sys.stderr)
@@ -245,10 +248,10 @@ def _start_recorder(directory: Path, clock, meta: dict):
 
 
 def cmd_bench(args) -> int:
-    from engine.bench import run_all
+    from engine.offline.bench import run_all
     from engine.midi.ports import open_output
 
-    from engine.preset_files import load_preset
+    from engine.presets.files import load_preset
 
     if args.cues < 0:
         raise UserError(f"--cues must be 0 or more, got {args.cues}")
@@ -277,10 +280,10 @@ def cmd_bench(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from engine.conditions import Conditions
-    from engine.continuation import continue_notes, notes_from_events, write_duet
+    from engine.tokens.conditions import Conditions
+    from engine.offline.continuation import continue_notes, notes_from_events, write_duet
     from engine.events import AI, PERFORMER
-    from engine.generate import Sampling
+    from engine.model.sampling import Sampling
     from engine.midi.midifile import load_midi_events
 
     if args.seconds <= 0:
@@ -303,8 +306,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_preset(args) -> int:
-    from engine.preset_files import list_presets, load_preset
-    from engine.presets import dump_preset
+    from engine.presets.files import list_presets, load_preset
+    from engine.presets.schema import dump_preset
 
     if args.preset_command == "list":
         infos = list_presets()
@@ -322,7 +325,7 @@ def cmd_preset(args) -> int:
 
 def cmd_simulate(args) -> int:
     from engine.midi.midifile import load_midi_events
-    from engine.simulate import simulate
+    from engine.offline.simulate import simulate
 
     load_midi_events(args.performer)  # a clear error for a bad file before the model loads
     if args.minutes is not None and args.minutes <= 0:
@@ -340,7 +343,7 @@ def cmd_jam(args) -> int:
     from engine.clock import MonotonicClock
     from engine.midi.watch import PortWatcher
     from engine.realtime import quiet_the_interpreter
-    from engine.session import Session
+    from engine.duet.session import Session
 
     preset, model, tokenizer = preset_and_model(args.preset)
     clock = MonotonicClock()

@@ -61,7 +61,7 @@ class JamStopped(Message):
 
 
 class MetricsUpdated(Message):
-    """Fresh session figures: `metrics` is an `engine.session.SessionMetrics`, `output` the
+    """Fresh session figures: `metrics` is an `engine.duet.session.SessionMetrics`, `output` the
     scheduler's `SchedulerStats`, `preset_name` the preset the session plays now."""
 
     def __init__(self, metrics, output, preset_name: str) -> None:
@@ -72,7 +72,7 @@ class MetricsUpdated(Message):
 
 
 class SessionEventsHappened(Message):
-    """`engine.session.SessionEvent`s since the last poll, oldest first."""
+    """`engine.duet.session.SessionEvent`s since the last poll, oldest first."""
 
     def __init__(self, events: list) -> None:
         super().__init__()

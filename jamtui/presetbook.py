@@ -7,8 +7,8 @@ from pathlib import Path
 from textual.binding import Binding
 from textual.keys import _normalize_key_list
 
-from engine.preset_files import PresetInfo, list_presets, load_preset
-from engine.presets import Preset, PresetError
+from engine.presets.files import PresetInfo, list_presets, load_preset
+from engine.presets.schema import Preset, PresetError
 
 
 class PresetBook:

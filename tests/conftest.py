@@ -96,7 +96,7 @@ def tiny_checkpoint(tmp_path_factory):
     """A one-layer random model saved as a real checkpoint with the real tokenizer (fast)."""
     from engine.model.checkpoint import new_hf_model, save_checkpoint
     from engine.model.config import ModelConfig
-    from engine.tokenizer import JamTokenizer
+    from engine.tokens.tokenizer import JamTokenizer
 
     tokenizer = JamTokenizer()
     path = tmp_path_factory.mktemp("tiny-ckpt")

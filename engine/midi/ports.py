@@ -223,7 +223,7 @@ def open_input(spec: str, *, api: str | None = None, clock: Clock | None = None,
     """An input by port spec, or a MIDI-file player for a `.mid` path / `file:PATH`."""
     clock = clock or MonotonicClock()
     if is_midi_file_spec(spec):
-        from engine.midi.player import FilePlayerPort
+        from engine.midi.file_input import FilePlayerPort
 
         path = spec[len("file:"):] if spec.startswith("file:") else spec
         return FilePlayerPort.from_file(path, clock, loop=loop)

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from engine.generate import Guidance, Sampling, generate
+from engine.model.sampling import Guidance, Sampling, generate
 from engine.model.transformer import FastLlama
 
 log = logging.getLogger(__name__)

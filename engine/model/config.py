@@ -5,7 +5,11 @@ Plain data with no torch import, so configs can be read, compared and printed ch
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
+
+# The model jamtui ships and plays by default (a checkpoint directory; see its README).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "default-model"
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,18 @@ import statistics
 
 import torch
 
+from engine.model.bench import time_decodes
+
 log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
 
 
+class DeviceError(ValueError):
+    """$JAMTUI_DEVICE (or the requested device) names no device jamtui knows; one line."""
+
+
 def decode_ms(model, context_tokens: int = 256, steps: int = 40) -> float:
     """Median ms of one cached decode step at `context_tokens` (after a warm-up)."""
-    from engine.model.bench import time_decodes
-
     sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
     ids = torch.arange(3, context_tokens + 3) % model.config.vocab_size
     return statistics.median(time_decodes(model, ids, steps + 8, sync=sync)[8:])
@@ -30,10 +34,10 @@ def decode_ms(model, context_tokens: int = 256, steps: int = 40) -> float:
 
 def choose_device(cpu_model, requested: str | None = None) -> tuple[object, str]:
     """(the model on its device, why). `cpu_model` is fp32 on the CPU; `requested` (else
-    $JAMTUI_DEVICE, else "auto") is one of DEVICES. Raises ValueError for another value."""
+    $JAMTUI_DEVICE, else "auto") is one of DEVICES. Raises DeviceError for another value."""
     requested = (requested or os.environ.get("JAMTUI_DEVICE") or "auto").lower()
     if requested not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {requested!r} (JAMTUI_DEVICE)")
+        raise DeviceError(f"device must be one of {', '.join(DEVICES)}, got {requested!r} (JAMTUI_DEVICE)")
     if requested == "cpu" or not torch.cuda.is_available():
         why = "cpu" if requested != "cuda" else "cpu (no CUDA device)"
         return cpu_model, why

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.conditions import GENRES, conditions_from_notes
+from engine.tokens.conditions import GENRES, conditions_from_notes
 from engine.events import AI, PERFORMER, Note
 from engine.training.augment import humanize, stretch, transpose, transpose_bounds
 from engine.training.midi_files import read_notes
@@ -115,7 +115,7 @@ def piece_examples(path: Path, entry: dict[str, Any], tokenizer, cfg: ExampleCon
 
 def _worker(args) -> tuple[list[list[int]], float, str | None]:
     path, entry, tokenizer_dict, cfg, train, seed = args
-    from engine.tokenizer import JamTokenizer
+    from engine.tokens.tokenizer import JamTokenizer
 
     try:
         tokenizer = JamTokenizer.from_dict(tokenizer_dict)

@@ -56,7 +56,7 @@ def load_midi(path: str | Path) -> mido.MidiFile:
 def read_notes(path: str | Path) -> list[list[Note]]:
     """The notes of each track, in seconds, with the sustain pedal folded into note ends.
 
-    One piano has one pedal, as in `engine.notes.fold_sustain`: a key released while
+    One piano has one pedal, as in `engine.midi.notes.fold_sustain`: a key released while
     CC64 >= 64 (any channel, any track) sounds until the pedal comes up, but never past
     the next onset of its pitch in any track, which also resolves overlapping notes of one
     pitch. Notes come sorted by start, then pitch; `player` is PERFORMER.

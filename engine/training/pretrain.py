@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.model.config import ModelConfig
+from engine.model.config import DEFAULT_MODEL_DIR, ModelConfig
 from engine.training.data import ExampleConfig, build_split
 from engine.training.loop import LoopConfig, LoopState, evaluate, train
 from engine.training.progress import Progress
 
 log = logging.getLogger(__name__)
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "assets" / "default-model"
+DEFAULT_OUT = DEFAULT_MODEL_DIR
 TRAINING_STATE = "training_state.json"
 
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
     from engine.model.checkpoint import new_hf_model, save_checkpoint
-    from engine.tokenizer import JamTokenizer
+    from engine.tokens.tokenizer import JamTokenizer
 
     if not (args.corpus / "manifest.json").exists():
         print(f"pretrain: error: {args.corpus}/manifest.json not found (run scripts/build-corpus first)", file=sys.stderr)

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
-from engine.presets import MODES, Preset
+from engine.presets.schema import MODES, Preset
 from jamtui import messages as msg
 from jamtui.bridge import EngineBridge
 from jamtui.logs import LogCapture

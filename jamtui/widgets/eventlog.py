@@ -10,7 +10,7 @@ from textual.widgets import RichLog
 
 
 def describe(event) -> tuple[str, str]:
-    """(words, style) for an `engine.session.SessionEvent`."""
+    """(words, style) for an `engine.duet.session.SessionEvent`."""
     d = event.detail
     kind = event.kind
     if kind == "ai_phrase_started":

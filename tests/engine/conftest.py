@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.tokenizer import JamTokenizer
+from engine.tokens.tokenizer import JamTokenizer
 from tests.engine.models import Playful
 
 # The fault tests' shared checks assert in a helper module: rewrite it so failures show values.

@@ -6,9 +6,9 @@ from engine.clock import FakeClock, s_to_ns
 from engine.midi.base import PortError
 from engine.midi.memory import MemoryInputPort, MemoryOutputPort
 from engine.midi.midifile import TimedMessage
-from engine.midi.player import FilePlayerPort
-from engine.presets import Preset
-from engine.session import Session
+from engine.midi.file_input import FilePlayerPort
+from engine.presets.schema import Preset
+from engine.duet.session import Session
 from tests.jack_clients import describe, ends_in_silence, unbalanced
 
 

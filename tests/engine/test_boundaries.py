@@ -7,14 +7,14 @@ import sys
 from tests.conftest import REPO
 
 ENGINE_MODULES = [
-    "engine.events", "engine.clock", "engine.metrics", "engine.bench", "engine.recorder",
-    "engine.midi.ports", "engine.midi.system", "engine.midi.capture", "engine.midi.scheduler", "engine.midi.player",
-    "engine.midi.midifile", "engine.midi.thru", "engine.midi.playback", "engine.midi.watch",
-    "engine.session", "engine.generation", "engine.tokenizer", "engine.notes", "engine.conditions", "engine.listening", "engine.injection", "engine.presets", "engine.preset_files", "engine.generate", "engine.model.transformer",
-    "engine.model.kv_cache", "engine.model.checkpoint", "engine.model.bench", "engine.stream",
-    "engine.token_decoder", "engine.session_control", "engine.session_state", "engine.performer",
-    "engine.ai_notes", "engine.jam_bench", "engine.simulate", "engine.continuation", "engine.realtime",
-    "engine.session_turns",
+    "engine.events", "engine.clock", "engine.metrics", "engine.offline.bench", "engine.midi.recorder",
+    "engine.midi.ports", "engine.midi.system", "engine.midi.capture", "engine.midi.scheduler", "engine.midi.file_input",
+    "engine.midi.midifile", "engine.midi.thru", "engine.midi.file_output", "engine.midi.watch",
+    "engine.duet.session", "engine.duet.worker", "engine.tokens.tokenizer", "engine.midi.notes", "engine.tokens.conditions", "engine.duet.listening", "engine.duet.injection", "engine.presets.schema", "engine.presets.files", "engine.model.sampling", "engine.model.transformer",
+    "engine.model.kv_cache", "engine.model.checkpoint", "engine.model.bench", "engine.duet.context",
+    "engine.tokens.decoder", "engine.duet.control", "engine.duet.report", "engine.duet.performer",
+    "engine.duet.fitting", "engine.offline.bench_jam", "engine.offline.simulate", "engine.offline.continuation", "engine.realtime",
+    "engine.duet.turns",
     "engine.model.device",
 ]
 

@@ -10,8 +10,8 @@ import pytest
 from engine.clock import MonotonicClock
 from engine.midi.memory import MemoryInputPort
 from engine.midi.midifile import TimedMessage
-from engine.presets import Preset
-from engine.session import Session
+from engine.presets.schema import Preset
+from engine.duet.session import Session
 from tests.conftest import wait_for
 from tests.engine.faults import OutputMessages, assert_clean_end, note_ons, ons_after, simulated
 

@@ -11,8 +11,8 @@ import pytest
 
 from engine.clock import FakeClock, MonotonicClock, s_to_ns
 from engine.midi.memory import MemoryInputPort, MemoryOutputPort
-from engine.presets import Preset
-from engine.session import Session
+from engine.presets.schema import Preset
+from engine.duet.session import Session
 from tests.conftest import REPO, wait_for
 from tests.engine.faults import OutputMessages, assert_clean_end, note_ons, ons_after, simulated
 from tests.jack_clients import JamtuiProc, RecordingClient, describe, ends_in_silence, is_note_on, unbalanced

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.events import AI, PERFORMER, Note
-from engine.injection import (
+from engine.duet.injection import (
     EchoMeter,
     InjectionSettings,
     blend,
@@ -23,7 +23,7 @@ from engine.injection import (
     phrase_similarity,
     salience,
 )
-from engine.listening import CHORD_QUALITIES, Chord, Listening, listen_to_notes
+from engine.duet.listening import CHORD_QUALITIES, Chord, Listening, listen_to_notes
 
 C_TRIAD = listen_to_notes([Note(0.0, 2.0, p, 64) for p in (60, 64, 67)], now_s=1.0)
 MELODY = [(60, 0.0), (62, 0.25), (64, 0.5), (67, 1.0), (65, 1.25), (64, 1.5), (60, 2.0)]

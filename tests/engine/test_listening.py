@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.events import AI, SUSTAIN_CC, Note, control, note_off, note_on
-from engine.listening import (
+from engine.duet.listening import (
     CHORD_QUALITIES,
     Chord,
     Listener,

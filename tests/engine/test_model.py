@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-from engine.generate import Sampling, generate  # noqa: E402
+from engine.model.sampling import Sampling, generate  # noqa: E402
 from engine.model.checkpoint import (  # noqa: E402
     CheckpointError,
     load_checkpoint,

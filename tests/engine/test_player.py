@@ -8,7 +8,7 @@ import pytest
 
 from engine.clock import FakeClock, MonotonicClock, s_to_ns
 from engine.midi.midifile import MidiFileError, TimedMessage, load_midi_events
-from engine.midi.player import FilePlayerPort
+from engine.midi.file_input import FilePlayerPort
 from tests import midi_fixtures as fx
 
 T0_NS = 5_000_000_000  # a clock that does not start at 0 catches times taken as relative

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.preset_files import SHIPPED_DIR, list_presets, load_preset, save_user_preset
-from engine.presets import (
-    DEFAULT_MODEL_DIR,
+from engine.presets.files import SHIPPED_DIR, list_presets, load_preset, save_user_preset
+from engine.model.config import DEFAULT_MODEL_DIR
+from engine.presets.schema import (
     AdapterRef,
     ConditioningSettings,
     Handover,
@@ -260,22 +260,24 @@ def test_merge_errors_name_the_origin(tmp_path):
 
 
 def test_settings_convert_to_engine_objects():
-    from engine.conditions import Conditions
+    from engine.duet.settings import conditions_of, sampling_of
+    from engine.tokens.conditions import Conditions
 
-    assert Preset().conditioning.to_conditions() == Conditions(genre="jazz-comping")
-    sampling = Preset().sampling.to_sampling()
+    assert conditions_of(Preset().conditioning) == Conditions(genre="jazz-comping")
+    sampling = sampling_of(Preset().sampling)
     assert (sampling.temperature, sampling.top_p, sampling.repetition_penalty) == (0.95, 0.95, 1.05)
 
 
 def test_every_shipped_preset_gives_engine_injection_settings():
-    from engine.injection import InjectionSettings
-    from engine.preset_files import list_presets, load_preset
+    from engine.duet.injection import InjectionSettings
+    from engine.duet.settings import injection_of
+    from engine.presets.files import list_presets, load_preset
 
     for info in list_presets():
         if info.source != "shipped":
             continue
         preset = load_preset(info.path)
-        settings = preset.injection.to_settings(preset.limits)
+        settings = injection_of(preset.injection, preset.limits)
         assert isinstance(settings, InjectionSettings)
         assert settings.respond_imitate == preset.injection.respond_imitate
         assert (settings.harmony != "off") == ("harmonic" in preset.injection.strategy)

@@ -12,7 +12,7 @@ import pytest
 
 from engine.clock import FakeClock, s_to_ns
 from engine.events import Kind, MidiEvent, control, note_off, note_on
-from engine.recorder import JOURNAL_SUFFIX, SessionRecorder
+from engine.midi.recorder import JOURNAL_SUFFIX, SessionRecorder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TICKS_PER_S = 960

@@ -19,7 +19,7 @@ import pytest
 
 from engine.clock import FakeClock
 from engine.events import note_off, note_on
-from engine.recorder import JOURNAL_SUFFIX, SessionRecorder, recover
+from engine.midi.recorder import JOURNAL_SUFFIX, SessionRecorder, recover
 from tests.engine.test_recorder import REPO_ROOT, START_NS, TICKS_PER_S, assert_balanced, at, read_track, summary
 
 try:
@@ -127,7 +127,7 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     from engine.clock import MonotonicClock
     from engine.events import note_off, note_on
-    from engine.recorder import SessionRecorder
+    from engine.midi.recorder import SessionRecorder
 
     clock = MonotonicClock()
     rec = SessionRecorder(Path(sys.argv[1]), clock, name="crash")

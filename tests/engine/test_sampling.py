@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-from engine.generate import Guidance, Sampling, generate, process_logits, sample  # noqa: E402
+from engine.model.sampling import Guidance, Sampling, generate, process_logits, sample  # noqa: E402
 from engine.model.transformer import fast_from_hf  # noqa: E402
 from tests.engine.models import TINY, ids_for, random_hf  # noqa: E402
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from engine.clock import FakeClock, s_to_ns
 from engine.events import ALL_NOTES_OFF_CC, Kind, MidiEvent
 from engine.midi.memory import MemoryInputPort, MemoryOutputPort
-from engine.presets import Limits, Preset
-from engine.session import Session
+from engine.presets.schema import Limits, Preset
+from engine.duet.session import Session
 
 AI_CHANNEL = 0
 
@@ -174,7 +174,7 @@ def test_panic_silences_and_the_session_goes_on(tokenizer, playful):
 
 
 def test_shipped_model_answers_a_phrase(tokenizer):
-    from engine.continuation import DEFAULT_MODEL_DIR
+    from engine.model.config import DEFAULT_MODEL_DIR
     from engine.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(DEFAULT_MODEL_DIR).model
@@ -209,7 +209,7 @@ def test_set_preset_waits_for_the_answer_to_end(tokenizer, playful):
 def test_recorder_gets_both_players(tokenizer, playful, tmp_path):
     import mido
 
-    from engine.recorder import SessionRecorder
+    from engine.midi.recorder import SessionRecorder
 
     clock = FakeClock(start_ns=s_to_ns(100.0))
     inp, out = MemoryInputPort(), MemoryOutputPort(clock)
@@ -274,7 +274,7 @@ def test_live_threads_play_and_stop_in_silence(tokenizer, playful):
 
 def test_run_simulated_with_a_file_player(tokenizer, playful):
     from engine.midi.midifile import TimedMessage
-    from engine.midi.player import FilePlayerPort
+    from engine.midi.file_input import FilePlayerPort
 
     clock = FakeClock(start_ns=s_to_ns(100.0))
     line = [TimedMessage(i * 0.3 + dt, bytes((status, 60 + i, vel))) for i in range(6)
@@ -309,7 +309,7 @@ def test_accompany_rewrites_what_it_wrote_ahead_when_the_performer_plays(tokeniz
 def test_recording_can_begin_mid_jam_and_metrics_name_the_preset(tokenizer, playful, tmp_path):
     import mido
 
-    from engine.recorder import SessionRecorder
+    from engine.midi.recorder import SessionRecorder
 
     clock, inp, out, session, seen = make(tokenizer, playful, "continuous")
     advance(session, clock, 1.0)
@@ -329,7 +329,7 @@ def test_recording_can_begin_mid_jam_and_metrics_name_the_preset(tokenizer, play
 
 
 def test_a_hand_over_key_answers_with_a_note_prepared_in_the_silence(tokenizer, playful):
-    from engine.presets import Handover
+    from engine.presets.schema import Handover
 
     clock, inp, out, session, seen = make(tokenizer, playful, "call-and-response", phrase_gap_s=8.0,
                                           handover=Handover(kind="note", number=21))

@@ -6,11 +6,11 @@ import random
 import pytest
 import torch
 
-from engine.continuation import NoteGrammar
+from engine.tokens.grammar import NoteGrammar
 from engine.events import AI, PERFORMER, Note
-from engine.generate import Sampling
-from engine.stream import PLAY_ROOM_TOKENS, TRAINED_TOKENS, ContextStream
-from engine.token_decoder import IncrementalDecoder
+from engine.model.sampling import Sampling
+from engine.duet.context import PLAY_ROOM_TOKENS, TRAINED_TOKENS, ContextStream
+from engine.tokens.decoder import IncrementalDecoder
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import symusic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.conditions import Conditions, conditions_from_notes, estimate_key, estimate_tempo_bpm
+from engine.tokens.conditions import Conditions, conditions_from_notes, estimate_key, estimate_tempo_bpm
 from engine.events import AI, PERFORMER, Note
-from engine.token_decoder import IncrementalDecoder
-from engine.tokenizer import (
+from engine.tokens.decoder import IncrementalDecoder, decode, validate_tokens
+from engine.tokens.tokenizer import (
     BOS,
     CONDITION,
     DURATION,
@@ -22,7 +22,7 @@ from engine.tokenizer import (
     TokenizerConfigError,
     make_config,
 )
-from engine.notes import fold_sustain, notes_from_score, track_players
+from engine.midi.notes import fold_sustain, notes_from_score, track_players
 from tests import midi_fixtures as fx
 
 TOK = JamTokenizer()
@@ -62,7 +62,7 @@ def duration_bound_s(duration_s: float) -> float:
 @pytest.mark.parametrize("seed", range(5))
 def test_round_trip_of_expressive_notes_is_within_the_documented_error(seed):
     notes = expressive_notes(seed)
-    decoded = TOK.decode(TOK.encode(notes, start_s=0.0))
+    decoded = decode(TOK, TOK.encode(notes, start_s=0.0))
     expected = in_token_order(notes)
     assert len(decoded) == len(expected)
     for a, b in zip(expected, decoded):
@@ -76,7 +76,7 @@ def test_round_trip_of_expressive_notes_is_within_the_documented_error(seed):
 
 def test_onset_error_does_not_accumulate_over_a_long_sequence():
     notes = [Note(0.0123 + i * 0.3137, 0.0123 + i * 0.3137 + 0.1, 60 + i % 12, 64) for i in range(2000)]
-    decoded = TOK.decode(TOK.encode(notes))
+    decoded = decode(TOK, TOK.encode(notes))
     assert max(abs(a.start_s - b.start_s) for a, b in zip(notes, decoded)) <= ONSET_ERROR_S + EPS
 
 
@@ -92,7 +92,7 @@ def test_a_note_is_program_pitch_velocity_duration_after_its_time_shifts():
 
 def test_two_players_are_preserved():
     notes = [Note(i * 0.21, i * 0.21 + 0.3, 50 + i, 80, player=i % 2) for i in range(20)]
-    decoded = TOK.decode(TOK.encode(notes))
+    decoded = decode(TOK, TOK.encode(notes))
     assert [(n.pitch, n.player) for n in decoded] == [(n.pitch, n.player) for n in notes]
 
 
@@ -140,11 +140,11 @@ def test_pedal_extension_is_cut_by_a_restrike_of_the_same_pitch():
 def test_window_drops_or_clips_notes_before_its_start():
     notes = [Note(9.0, 9.5, 60, 80), Note(9.5, 12.0, 62, 80), Note(10.5, 11.0, 64, 80), Note(20.0, 20.5, 65, 80)]
     window = dict(start_s=10.0, end_s=20.0)
-    decoded = TOK.decode(TOK.encode(notes, **window), start_s=10.0)
+    decoded = decode(TOK, TOK.encode(notes, **window), start_s=10.0)
     assert [(n.pitch, round(n.start_s, 3)) for n in decoded] == [(64, 10.5)]
-    held = TOK.decode(TOK.encode(notes, keep_held=True, **window), start_s=10.0)
+    held = decode(TOK, TOK.encode(notes, keep_held=True, **window), start_s=10.0)
     assert [(n.pitch, round(n.start_s, 3), round(n.end_s, 3)) for n in held] == [(62, 10.0, 12.0), (64, 10.5, 11.0)]
-    relative = TOK.decode(TOK.encode(notes, **window))
+    relative = decode(TOK, TOK.encode(notes, **window))
     assert round(relative[0].start_s, 3) == 0.5
 
 
@@ -157,7 +157,7 @@ def test_incremental_decoder_emits_each_note_with_its_last_token():
         out = decoder.feed(token_id)
         assert len(out) == (1 if TOK.kind(token_id) == DURATION else 0), i
         emitted += out
-    assert emitted == TOK.decode(ids, start_s=0.5)
+    assert emitted == decode(TOK, ids, start_s=0.5)
     assert decoder.problem_count == 0 and decoder.at_boundary
 
 
@@ -170,7 +170,7 @@ def test_decoder_takes_appended_performer_notes_between_model_notes():
     late = decoder.append_notes([Note(100.6, 101.0, 62, 70), Note(101.1, 101.3, 65, 70)])  # 100.6 is past
     shift = decoder.advance_to(102.0)
     assert round(decoder.now_s, 3) == 102.0 and shift
-    whole = TOK.decode(context + model_ids + late + shift, start_s=100.0)
+    whole = decode(TOK, context + model_ids + late + shift, start_s=100.0)
     assert [(n.pitch, n.player, round(n.start_s, 2)) for n in whole] == [
         (60, PERFORMER, 100.2), (64, PERFORMER, 100.5), (67, AI, 100.7), (62, PERFORMER, 100.7), (65, PERFORMER, 101.1),
     ]  # fmt: skip
@@ -179,21 +179,21 @@ def test_decoder_takes_appended_performer_notes_between_model_notes():
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(min_value=-3, max_value=TOK.vocab_size + 3), max_size=200))
 def test_garbage_ids_never_raise(ids):
-    notes = TOK.decode(ids)
-    TOK.validate_tokens(ids)
+    notes = decode(TOK, ids)
+    validate_tokens(TOK, ids)
     assert all(21 <= n.pitch <= 108 and n.end_s > n.start_s and n.player in (0, 1) for n in notes)
 
 
 def test_ill_formed_tokens_are_skipped_and_reported():
     good = TOK.encode([Note(0.1, 0.3, 60, 80), Note(0.4, 0.6, 62, 80)])
-    assert TOK.validate_tokens(good) == []
-    assert TOK.validate_tokens(good[:-1]) == [(len(good) - 2, "sequence ends inside a note")]
+    assert validate_tokens(TOK, good) == []
+    assert validate_tokens(TOK, good[:-1]) == [(len(good) - 2, "sequence ends inside a note")]
     bad = [good[0], good[1], good[3], 10_000, *good[1:], TOK.bos_id, TOK.eos_id, good[2], TOK.pad_id]
     decoder = IncrementalDecoder(TOK)
     for token_id in [None, "x", np.int64(good[1]), *bad]:
         decoder.feed(token_id)
     assert decoder.problem_count >= 5
-    assert [n.pitch for n in TOK.decode(bad)] == [60, 62]
+    assert [n.pitch for n in decode(TOK, bad)] == [60, 62]
 
 
 def test_key_of_a_c_major_scale_and_a_g_minor_triad_passage():

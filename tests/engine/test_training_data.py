@@ -46,7 +46,7 @@ def test_assign_players_gives_both_roles():
 
 
 def test_build_split_examples(tiny_corpus):
-    from engine.tokenizer import JamTokenizer
+    from engine.tokens.tokenizer import JamTokenizer
 
     tok = JamTokenizer()
     cfg = ExampleConfig(seq_len=64, window_s=2.0, stride_s=1.0, copies=2)
@@ -64,7 +64,7 @@ def test_build_split_examples(tiny_corpus):
 def test_loop_trains_exports_and_resumes(tiny_corpus, tmp_path):
     from engine.model.checkpoint import load_checkpoint, new_hf_model, save_checkpoint
     from engine.model.config import ModelConfig
-    from engine.tokenizer import JamTokenizer
+    from engine.tokens.tokenizer import JamTokenizer
     from engine.training.loop import LoopConfig, train
 
     tok = JamTokenizer()
@@ -110,7 +110,7 @@ def _pretrain_args(corpus, tmp_path, device):
 
 def _check_pretrain_export(tmp_path, capsys):
     from engine.model.checkpoint import load_checkpoint
-    from engine.tokenizer import JamTokenizer
+    from engine.tokens.tokenizer import JamTokenizer
 
     done = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"pretrain-done"' in line]
     assert len(done) == 1 and done[0]["step"] == 6 and done[0]["stopped"] == "max steps"

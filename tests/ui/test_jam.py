@@ -6,8 +6,8 @@ import mido
 
 from engine.events import ALL_SOUND_OFF_CC, Kind
 from engine.midi.memory import MemoryOutputPort
-from engine.preset_files import load_preset
-from engine.presets import Preset
+from engine.presets.files import load_preset
+from engine.presets.schema import Preset
 from jamtui.screens.jam import RUNNING, STOPPED
 from tests.ui.rig import (
     PHRASE,

@@ -5,8 +5,8 @@ from dataclasses import replace
 
 from textual.binding import Binding
 
-from engine.preset_files import load_preset
-from engine.session import SessionEvent, SessionMetrics
+from engine.presets.files import load_preset
+from engine.duet.session import SessionEvent, SessionMetrics
 from jamtui.presetbook import PresetBook, resolve_keymap
 from jamtui.widgets.eventlog import describe
 from jamtui.widgets.meters import Meters

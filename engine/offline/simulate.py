@@ -13,9 +13,9 @@ from pathlib import Path
 from engine.clock import FakeClock
 from engine.events import Kind
 from engine.midi.memory import MemoryOutputPort
-from engine.midi.player import FilePlayerPort
-from engine.recorder import SessionRecorder
-from engine.session import Session
+from engine.midi.file_input import FilePlayerPort
+from engine.midi.recorder import SessionRecorder
+from engine.duet.session import Session
 
 
 def stuck_notes(port: MemoryOutputPort) -> int:

@@ -9,12 +9,12 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 from engine.events import Note
-from engine.listening import Listening
+from engine.duet.listening import Listening
 
 HARMONY_MODES = ("off", "drop", "move")
 ANTI_ECHO_MODES = ("off", "penalty", "vary")  # vary: penalty, and rewrite phrases that still echo
 CLASH_SEMITONES = frozenset({1, 11, 13})  # minor 2nd, major 7th, minor 9th
-CHORD_SPREAD_S = 0.04  # onsets closer than this are one attack (as in engine.conditions)
+CHORD_SPREAD_S = 0.04  # onsets closer than this are one attack (as in engine.tokens.conditions)
 _MAX_MOVE = 6  # semitones; further than a tritone is not "moving" a note any more
 _MAX_INTERVAL = 24
 _MAX_RHYTHM_STEP = 4

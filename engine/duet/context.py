@@ -22,11 +22,11 @@ from typing import Callable, Sequence
 
 import torch
 
-from engine.conditions import Conditions
+from engine.tokens.conditions import Conditions, fill_conditions
 from engine.events import AI, Note
-from engine.generate import Sampling, generate
-from engine.token_decoder import IncrementalDecoder
-from engine.tokenizer import JamTokenizer
+from engine.model.sampling import Sampling, generate
+from engine.tokens.decoder import IncrementalDecoder
+from engine.tokens.tokenizer import JamTokenizer
 
 log = logging.getLogger(__name__)
 TRAINED_TOKENS = 512  # the longest sequence the model saw in training: the context stays within it
@@ -81,8 +81,6 @@ class ContextStream:
         """Start over with the notes of the last `context_s` before `t_s` (one prefill), or
         of a shorter stretch when those take more than REBUILD_TOKENS (a dense passage).
         `conditions` are the preset's (compared by `sync`); the context fills what they leave open."""
-        from engine.continuation import fill_conditions
-
         budget = min(REBUILD_TOKENS, self.window_tokens - PLAY_ROOM_TOKENS)
         window_s = self.context_s
         while True:

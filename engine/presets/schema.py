@@ -1,6 +1,7 @@
 """Presets: what a performer saves and sends a friend (model, mode, sampling, injection,
 conditioning, limits, timing) as frozen dataclasses, built and checked from TOML-shaped tables,
-merged with overrides and written back as TOML. The files themselves: `engine.preset_files`."""
+merged with overrides and written back as TOML. The files themselves: `engine.presets.files`;
+what the engine makes of them: `engine.duet.settings`."""
 from __future__ import annotations
 
 import copy
@@ -14,14 +15,13 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass,
 from pathlib import Path
 from typing import Any
 
-from engine.conditions import GENRES, KEYS
+from engine.model.config import DEFAULT_MODEL_DIR
+from engine.tokens.conditions import GENRES, KEYS
 
 MODES = ("call-and-response", "accompany", "continuous")
 STRATEGIES = ("interleave", "harmonic", "velocity")
 HANDOVER_KINDS = ("note", "cc")
 NONE = "none"  # TOML has no null: this string means "not given" in any optional field
-# Same as engine.continuation.DEFAULT_MODEL_DIR, without importing torch.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default-model"
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _ACTION_RE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -64,12 +64,6 @@ class SamplingSettings:
     repetition_penalty: float = _range(0.5, 3.0, 1.05)
     no_repeat_ngram: int = _range(0, 64, 0)
 
-    def to_sampling(self):
-        """The engine's `Sampling` (imports torch)."""
-        from engine.generate import Sampling
-
-        return Sampling(**asdict(self))
-
 
 @dataclass(frozen=True)
 class InjectionSettingsRef:
@@ -77,24 +71,6 @@ class InjectionSettingsRef:
     respond_imitate: float = _range(0.0, 1.0, 0.3)  # 0 = answer freely, 1 = echo the performer's ideas
     input_delay_s: float = _range(0.0, 2.0, 0.0)
     anti_echo: bool = True
-
-    def to_settings(self, limits: Limits | None = None):
-        """The engine's `InjectionSettings` for this table: the strategies a user ticks map
-        onto its switches; `input_delay_s` is a fixed delay added to the dial's own."""
-        from engine.injection import InjectionSettings
-
-        defaults = InjectionSettings()
-        register = {}
-        if limits is not None and limits.high_pitch - limits.low_pitch >= 11:
-            register = {"register_low": limits.low_pitch, "register_high": limits.high_pitch}
-        return InjectionSettings(
-            respond_imitate=self.respond_imitate,
-            respond_delay_s=defaults.respond_delay_s + self.input_delay_s,
-            harmony="move" if "harmonic" in self.strategy else "off",
-            velocity_under_db=defaults.velocity_under_db if "velocity" in self.strategy else None,
-            anti_echo="vary" if self.anti_echo else "off",
-            **register,
-        )
 
 
 @dataclass(frozen=True)
@@ -104,11 +80,6 @@ class ConditioningSettings:
     key: str | None = _choice(KEYS, None)
     density_nps: float | None = _range(0.0, 30.0, None)
     guidance_weight: float = _range(1.0, 10.0, 1.0)  # 1 = off (guidance costs a second decode)
-
-    def to_conditions(self):
-        from engine.conditions import Conditions
-
-        return Conditions(**{k: v for k, v in asdict(self).items() if k != "guidance_weight"})
 
 
 @dataclass(frozen=True)

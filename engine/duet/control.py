@@ -10,10 +10,11 @@ from typing import Any
 
 from engine.clock import s_to_ns
 from engine.events import MidiEvent
-from engine.presets import MODES, Preset
-from engine.session_state import SessionEvent, SessionMetrics
+from engine.presets.schema import MODES, Preset
+from engine.duet.settings import conditions_of, injection_of, sampling_of
+from engine.duet.report import SessionEvent, SessionMetrics
 
-log = logging.getLogger("engine.session")
+log = logging.getLogger("engine.duet.session")
 
 
 class SessionControl:
@@ -146,9 +147,9 @@ class SessionControl:
     def _apply_preset(self, preset: Preset, now_s: float | None = None) -> None:
         self.preset = preset
         self._pending_preset = None
-        self._base_settings = preset.injection.to_settings(preset.limits)
-        self._sampling = preset.sampling.to_sampling()
-        self._conditions = preset.conditioning.to_conditions()
+        self._base_settings = injection_of(preset.injection, preset.limits)
+        self._sampling = sampling_of(preset.sampling)
+        self._conditions = conditions_of(preset.conditioning)
         if now_s is not None:
             self._emit("preset_changed", now_s, name=preset.name)
             if preset.mode != self.mode:

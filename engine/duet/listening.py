@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from engine.conditions import PITCH_CLASSES, estimate_tempo_bpm
+from engine.tokens.conditions import PITCH_CLASSES, estimate_tempo_bpm
 from engine.events import PERFORMER, SUSTAIN_CC, Kind, MidiEvent, Note
 
 # Intervals above the root. Order breaks ties: the plainer reading of a set of notes wins.

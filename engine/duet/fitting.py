@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from engine.events import AI, Note
-from engine.injection import EchoMeter, keep_register
+from engine.duet.injection import EchoMeter, keep_register
 
 ECHO_PHRASE_S, ECHO_CALL_S = 2.0, 4.0  # accompany/continuous: AI phrases of 2 s vs the performer's last 4 s
 

@@ -3,7 +3,7 @@ their estimation from the notes themselves."""
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -141,3 +141,18 @@ def estimate_tempo_bpm(onsets_s: Sequence[float]) -> float | None:
     support = np.exp(-0.5 * ((diffs[None, :] - lags[:, None]) / _LAG_SIGMA_S) ** 2).sum(axis=1)
     prior = np.exp(-0.5 * (np.log2(lags / _PRIOR_BEAT_S) / _PRIOR_OCTAVES) ** 2)
     return float(60.0 / lags[int(np.argmax(support * prior))])
+
+
+def fill_conditions(given: Conditions | None, context: list[Note], span_s: float) -> Conditions | None:
+    """The given conditions, with the fields they leave open estimated from the context."""
+    if not context:
+        return given
+    estimated = conditions_from_notes(context, span_s=span_s)
+    if given is None:
+        return estimated
+    return replace(
+        given,
+        tempo_bpm=given.tempo_bpm if given.tempo_bpm is not None else estimated.tempo_bpm,
+        key=given.key if given.key is not None else estimated.key,
+        density_nps=given.density_nps if given.density_nps is not None else estimated.density_nps,
+    )

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from engine.clock import s_to_ns
 from engine.events import Note
-from engine.generation import EntryRequest, EntryResult
+from engine.duet.worker import EntryRequest, EntryResult
 
 _ANSWER_MIN_S, _ANSWER_MAX_S = 2.0, 6.0  # the AI's phrase length, from the call's
 

@@ -3,7 +3,7 @@ the hand-over signal, and the listener that follows them. Control thread only.""
 from __future__ import annotations
 
 from engine.events import PERFORMER, SUSTAIN_CC, Kind, MidiEvent, Note
-from engine.listening import Listener
+from engine.duet.listening import Listener
 
 MEMORY_S = 30.0  # notes kept for the context (the longest context_s)
 

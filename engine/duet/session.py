@@ -9,19 +9,19 @@ import threading
 from typing import Any, Callable
 
 from engine.clock import Clock, FakeClock, MonotonicClock, s_to_ns
-from engine.ai_notes import EchoWindows, within_limits
+from engine.duet.fitting import EchoWindows, within_limits
 from engine.events import MidiEvent, Note
-from engine.generation import (
+from engine.duet.worker import (
     ChunkGenerator, ChunkRequest, ChunkResult, EntryResult, GenerationWorker, NoteResult, SyncRequest,
 )
-from engine.injection import EchoMeter, blend, input_delay_s, interleave
+from engine.duet.injection import EchoMeter, blend, input_delay_s, interleave
 from engine.midi.capture import Capture
 from engine.midi.scheduler import OutputScheduler
-from engine.performer import MEMORY_S, PerformerTrack
-from engine.presets import Preset
-from engine.session_control import SessionControl
-from engine.session_state import CueTimer, SessionEvent, SessionMetrics, lookahead_s, prepare_s
-from engine.session_turns import TurnTaking
+from engine.duet.performer import MEMORY_S, PerformerTrack
+from engine.presets.schema import Preset
+from engine.duet.control import SessionControl
+from engine.duet.report import CueTimer, SessionEvent, SessionMetrics, lookahead_s, prepare_s
+from engine.duet.turns import TurnTaking
 
 __all__ = ["Session", "SessionEvent", "SessionMetrics"]
 

@@ -7,7 +7,7 @@ import collections
 from typing import Iterable
 
 from engine.events import Note
-from engine.tokenizer import BOS, CONDITION, DURATION, EOS, PAD, PITCH, PROGRAM, SHIFT, VELOCITY, JamTokenizer
+from engine.tokens.tokenizer import BOS, CONDITION, DURATION, EOS, PAD, PITCH, PROGRAM, SHIFT, VELOCITY, JamTokenizer
 
 
 class IncrementalDecoder:
@@ -113,3 +113,18 @@ class IncrementalDecoder:
     def _problem(self, reason: str) -> None:
         self.problem_count += 1
         self.problems.append((self._index, reason))
+
+
+def decode(tokenizer: JamTokenizer, ids: Iterable[int], *, start_s: float = 0.0) -> list[Note]:
+    """All complete notes in `ids`; ill-formed tokens are skipped, never raised on."""
+    return IncrementalDecoder(tokenizer, start_s=start_s).feed_all(ids)
+
+
+def validate_tokens(tokenizer: JamTokenizer, ids: Iterable[int]) -> list[tuple[int, str]]:
+    """(index, reason) for every token the decoder had to skip; empty when well formed.
+    A sequence that stops inside a note counts as one problem at its end."""
+    decoder = IncrementalDecoder(tokenizer, max_problems=None)
+    decoder.feed_all(ids)
+    if not decoder.at_boundary:
+        decoder._problem("sequence ends inside a note")
+    return list(decoder.problems)

@@ -17,12 +17,12 @@ from typing import Callable
 
 import torch
 
-from engine.conditions import Conditions
-from engine.continuation import NoteGrammar
+from engine.tokens.conditions import Conditions
+from engine.tokens.grammar import NoteGrammar
 from engine.events import AI, Note
-from engine.generate import Sampling
-from engine.stream import ContextStream
-from engine.tokenizer import JamTokenizer
+from engine.model.sampling import Sampling
+from engine.duet.context import ContextStream
+from engine.tokens.tokenizer import JamTokenizer
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ def bench_jam(model, tokenizer, preset, *, cues: int = 20, seed: int = 0) -> dic
     predicted, so the answer is generated before it) and handover_ms_* over `cues // 2`
     hand-over key presses (not predictable: the first note is streamed out as soon as its
     tokens are sampled); the scheduler's lateness while the model generated."""
-    from engine.presets import Handover
+    from engine.presets.schema import Handover
 
     phrase_end = replace(preset, mode="call-and-response", handover=None)
     first, lateness, metrics = _trials(model, tokenizer, phrase_end, cues, seed, handover_key=None)
@@ -60,7 +60,7 @@ def _trials(model, tokenizer, preset, cues: int, seed: int, *, handover_key: int
             answer_wait_s: float = 2.0):
     """Play `cues` phrases into a live session; (cue-to-first-note samples in ns, scheduler
     stats, session metrics)."""
-    from engine.session import Session
+    from engine.duet.session import Session
 
     clock = MonotonicClock()
     inp, out = MemoryInputPort("bench in"), MemoryOutputPort(clock, name="bench out")

@@ -1,6 +1,6 @@
 """Notes <-> token ids for the duet model: one miditok TSD vocabulary read at a fixed 120 bpm,
-a Program token per note for the player, condition tokens up front. The incremental decoder
-is `engine.token_decoder`.
+a Program token per note for the player, condition tokens up front. Decoding (ids back to
+notes, all at once or incrementally) is `engine.tokens.decoder`.
 
 A sequence is `BOS [Genre] [Tempo] [Key] [Density] note...` where a note is
 `[TimeShift...] Program Pitch Velocity Duration`. See docs/tokens.md.
@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from miditok import TSD, TokenizerConfig
 
-from engine.conditions import CONDITION_TOKENS, Conditions, condition_tokens
+from engine.tokens.conditions import CONDITION_TOKENS, Conditions, condition_tokens
 from engine.events import AI, PERFORMER, Note
 
 REFERENCE_BPM = 120  # free time is read as 120 bpm: one beat is 0.5 s
@@ -221,25 +221,6 @@ class JamTokenizer:
 
     def _velocity_id(self, velocity: int) -> int:
         return self._velocity_ids[_nearest(self._velocities, velocity)]
-
-    # -- decoding -------------------------------------------------------------------------
-
-    def decode(self, ids: Iterable[int], *, start_s: float = 0.0) -> list[Note]:
-        """All complete notes in `ids`; ill-formed tokens are skipped, never raised on."""
-        from engine.token_decoder import IncrementalDecoder  # here: token_decoder imports this module
-
-        return IncrementalDecoder(self, start_s=start_s).feed_all(ids)
-
-    def validate_tokens(self, ids: Iterable[int]) -> list[tuple[int, str]]:
-        """(index, reason) for every token the decoder had to skip; empty when well formed.
-        A sequence that stops inside a note counts as one problem at its end."""
-        from engine.token_decoder import IncrementalDecoder
-
-        decoder = IncrementalDecoder(self, max_problems=None)
-        decoder.feed_all(ids)
-        if not decoder.at_boundary:
-            decoder._problem("sequence ends inside a note")
-        return list(decoder.problems)
 
     # -- persistence ----------------------------------------------------------------------
 

@@ -7,29 +7,23 @@ each chunk's end: the same context and sampler as a jam, without the clock.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mido
 import torch
 
-from engine.conditions import Conditions, conditions_from_notes
+from engine.duet.context import ContextStream
+from engine.tokens.conditions import Conditions
 from engine.events import AI, PERFORMER, PLAYER_NAMES, Note
-from engine.generate import Sampling
+from engine.model.sampling import Sampling
 from engine.midi.midifile import TimedMessage
-from engine.tokenizer import (
-    CONDITION,
-    DURATION,
-    PITCH,
-    PROGRAM,
-    SHIFT,
-    VELOCITY,
-    JamTokenizer,
-)
-from engine.notes import fold_sustain
+from engine.tokens.grammar import NoteGrammar
+from engine.tokens.tokenizer import JamTokenizer
+from engine.midi.notes import fold_sustain
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default-model"
 
 
 @dataclass(frozen=True)
@@ -71,68 +65,11 @@ def notes_from_events(events: list[TimedMessage], player: int = PERFORMER) -> li
     return sorted(fold_sustain(notes, pedals), key=lambda n: (n.start_s, n.pitch))
 
 
-def generation_mask(tokenizer: JamTokenizer, players: tuple[int, ...]) -> torch.Tensor:
-    """Ids the model may sample: notes of `players` only; no pad, bos, eos or conditions."""
-    allowed = torch.ones(tokenizer.vocab_size, dtype=torch.bool)
-    for token_id in range(tokenizer.vocab_size):
-        if tokenizer.kind(token_id) == CONDITION:
-            allowed[token_id] = False
-    for token_id in (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id):
-        allowed[token_id] = False
-    for player in (PERFORMER, AI):
-        if player not in players:
-            allowed[tokenizer.token_id(f"Program_{player}")] = False
-    return allowed
-
-
-class NoteGrammar:
-    """The allowed-ids callable for sampling: keeps every note well formed.
-
-    After Program only a Pitch may follow, then a Velocity, then a Duration; between notes
-    a TimeShift or the Program of a player in `players`. The model still chooses which
-    pitch, how loud and when; it can no longer waste tokens on a broken note.
-    """
-
-    def __init__(self, tokenizer: JamTokenizer, players: tuple[int, ...]) -> None:
-        base = generation_mask(tokenizer, players)
-        kinds = torch.tensor([tokenizer.kind(i) for i in range(tokenizer.vocab_size)])
-        self._kind = tokenizer.kind
-        self._next = {
-            PROGRAM: base & (kinds == PITCH),
-            PITCH: base & (kinds == VELOCITY),
-            VELOCITY: base & (kinds == DURATION),
-        }
-        self._between = base & ((kinds == SHIFT) | (kinds == PROGRAM))
-
-    def __call__(self, history: list[int]) -> torch.Tensor:
-        kind = self._kind(history[-1]) if history else None
-        return self._next.get(kind, self._between)
-
-
-def fill_conditions(given: Conditions | None, context: list[Note], span_s: float) -> Conditions | None:
-    """The given conditions, with the fields they leave open estimated from the context."""
-    if not context:
-        return given
-    estimated = conditions_from_notes(context, span_s=span_s)
-    if given is None:
-        return estimated
-    return replace(
-        given,
-        tempo_bpm=given.tempo_bpm if given.tempo_bpm is not None else estimated.tempo_bpm,
-        key=given.key if given.key is not None else estimated.key,
-        density_nps=given.density_nps if given.density_nps is not None else estimated.density_nps,
-    )
-
-
 def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: float, *,
                    sampling: Sampling = Sampling(temperature=0.95, top_p=0.95, repetition_penalty=1.05),
                    seed: int = 0, conditions: Conditions | None = None, context_s: float = 10.0,
                    chunk_s: float = 2.0, players: tuple[int, ...] = (AI,)) -> tuple[list[Note], ContinuationStats]:
     """Notes the model plays for `seconds` after the prompt's last onset (prompt not included)."""
-    import time
-
-    from engine.stream import ContextStream
-
     generator = torch.Generator().manual_seed(seed)
     allowed = NoteGrammar(tokenizer, players)
     everything = sorted(prompt, key=lambda n: n.start_s)

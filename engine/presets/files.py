@@ -1,6 +1,6 @@
 """Preset files (TOML): found by name among the user's presets (in their config directory), then
 the shipped ones; loaded, listed and saved. Loading one never runs code. What a preset holds:
-`engine.presets`."""
+`engine.presets.schema`."""
 from __future__ import annotations
 
 import os
@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from engine.presets import Preset, PresetError, dump_preset, preset_from_table
+from engine.presets.schema import Preset, PresetError, dump_preset, preset_from_table
 
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "presets"
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "presets"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 

@@ -145,7 +145,7 @@ def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None
                            tokens_per_s_of_music=tokens_per_s)
         result.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows.items()})
     if model is not None and tokenizer is not None and preset is not None and cues > 0:
-        from engine.jam_bench import bench_jam
+        from engine.offline.bench_jam import bench_jam
 
         result.update(bench_jam(model, tokenizer, preset, cues=cues))
     return result

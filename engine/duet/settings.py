@@ -1,0 +1,35 @@
+"""What the engine makes of a preset: its sampling, injection settings and model conditions as
+the engine's own types (the preset itself is plain data, `engine.presets.schema`)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from engine.duet.injection import InjectionSettings
+from engine.model.sampling import Sampling
+from engine.presets.schema import ConditioningSettings, InjectionSettingsRef, Limits, SamplingSettings
+from engine.tokens.conditions import Conditions
+
+
+def sampling_of(table: SamplingSettings) -> Sampling:
+    return Sampling(**asdict(table))
+
+
+def injection_of(table: InjectionSettingsRef, limits: Limits | None = None) -> InjectionSettings:
+    """The strategies a user ticks map onto the injection's switches; `input_delay_s` is a
+    fixed delay added to the respond/imitate dial's own; the AI's limits set its register."""
+    defaults = InjectionSettings()
+    register = {}
+    if limits is not None and limits.high_pitch - limits.low_pitch >= 11:
+        register = {"register_low": limits.low_pitch, "register_high": limits.high_pitch}
+    return InjectionSettings(
+        respond_imitate=table.respond_imitate,
+        respond_delay_s=defaults.respond_delay_s + table.input_delay_s,
+        harmony="move" if "harmonic" in table.strategy else "off",
+        velocity_under_db=defaults.velocity_under_db if "velocity" in table.strategy else None,
+        anti_echo="vary" if table.anti_echo else "off",
+        **register,
+    )
+
+
+def conditions_of(table: ConditioningSettings) -> Conditions:
+    return Conditions(**{k: v for k, v in asdict(table).items() if k != "guidance_weight"})

@@ -1,0 +1,1 @@
+"""Work without the clock: offline continuation (`jamtui generate`), simulated duets and benchmarks."""

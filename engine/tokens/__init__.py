@@ -1,0 +1,1 @@
+"""Notes as tokens: the tokenizer, its incremental decoder, the note grammar and condition tokens."""
