@@ -1,20 +1,17 @@
-"""The one place engine state becomes Textual messages: the jam `Session`'s lifecycle, metrics
-and events, the model it plays, recordings and port scans."""
+"""The one place engine state becomes Textual messages: the `Jam`'s lifecycle, metrics and
+events, the model it plays, recordings and port scans."""
 from __future__ import annotations
 
 import logging
-import math
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from engine.clock import Clock, MonotonicClock
 from engine.midi.base import PortError
-from engine.midi.ports import open_input, open_output
+from engine.midi.ports import open_ports as open_port_pair
 from engine.midi.system import PortList, list_ports, platform_hint
-from engine.midi.watch import PortWatcher
-from engine.realtime import quiet_the_interpreter
+from engine.model.cache import LoadedModel, ModelCache
 from engine.presets.schema import Preset, resolve_model_path
 from jamtui.messages import (
     EngineFailed,
@@ -38,6 +35,7 @@ log = logging.getLogger(__name__)
 PortOpener = Callable[[str, str, Clock], tuple[Any, Any]]  # (input spec, output spec, clock) -> (input, output)
 ModelLoader = Callable[[Path], tuple[Any, Any]]  # checkpoint directory -> (live model, tokenizer)
 PortsProvider = Callable[[], PortList]
+ClockFactory = Callable[[], Clock]
 POLL_INTERVAL_S = 0.1
 
 
@@ -48,17 +46,12 @@ def default_recordings_dir() -> Path:
 
 
 def open_ports(input_spec: str, output_spec: str, clock: Clock, *, api: str | None = None) -> tuple[Any, Any]:
-    """(input, output) by port spec (see `engine.midi.ports`); the input is closed again if the output fails."""
-    source = open_input(input_spec, api=api, clock=clock)
-    try:
-        return source, open_output(output_spec, api=api)
-    except BaseException:
-        source.close()
-        raise
+    """(input, output) by port spec (see `engine.midi.ports`)."""
+    return open_port_pair(input_spec, output_spec, api=api, clock=clock)
 
 
 def load_model(path: Path) -> tuple[Any, Any]:
-    """The checkpoint as the headless jam loads it (fp32 on CPU with one torch thread, fp16 on CUDA)."""
+    """The checkpoint as a jam plays it (fp32 on CPU with one torch thread, or fp16 on CUDA)."""
     from engine.model.load import load_model
 
     return load_model(path)
@@ -68,45 +61,34 @@ def default_ports_provider(api: str | None = None) -> PortsProvider:
     return lambda: list_ports(api)
 
 
-def _device(model) -> str:
-    try:
-        return f"{model.device.type} {str(model.dtype).removeprefix('torch.')}"
-    except AttributeError:
-        return "?"
-
-
 class EngineBridge:
-    """Runs the jam `Session` for the UI and reports what happened as messages posted to `target`.
+    """Drives the console's `engine.duet.jam.Jam` and reports what happened as messages posted
+    to `target`.
 
     `scan`, `recover_recordings`, `prepare_model`, `start`, `stop` and `set_recording` block:
     call them from thread workers (`shutdown` too, or from the app thread when quitting).
     `poll`, `panic`, `set_mode` and `set_preset` never wait for the model: they run on the app
-    thread. Lifecycle changes are serialised by one lock; model loads by another, so a quit
-    never waits for a model to load.
+    thread. Lifecycle changes are serialised by one lock; model loads are not under it, so a
+    quit never waits for a model to load.
     """
 
     def __init__(self, *, port_opener: PortOpener, ports_provider: PortsProvider, model_loader: ModelLoader,
-                 recordings_dir: Path) -> None:
+                 recordings_dir: Path, clock_factory: ClockFactory = MonotonicClock) -> None:
         self.port_opener = port_opener
         self.ports_provider = ports_provider
-        self.model_loader = model_loader
         self.recordings_dir = Path(recordings_dir)
+        self.clock_factory = clock_factory  # a FakeClock in tests: the jam is then driven by `Jam.advance`
+        self._models = ModelCache(model_loader)
         self._target = None
         self._lock = threading.Lock()
-        self._model_lock = threading.Lock()
-        self._models: dict[Path, tuple[Any, Any]] = {}
-        self._session = None
-        self._ports: tuple[Any, Any] | None = None
-        self._watcher: PortWatcher | None = None
-        self._meta: dict[str, str] = {}
-        self._recorder = None
+        self._jam = None
         self._record_armed = False
         self._failed = None
         self._closed = False
         self.saved: list[Path] = []  # every recording saved, for a summary once the screen is gone
 
     def attach(self, target) -> None:
-        """Post messages to `target` (a Textual message pump) and poll the session on its timer."""
+        """Post messages to `target` (a Textual message pump) and poll the jam on its timer."""
         self._target = target
         target.set_interval(POLL_INTERVAL_S, self.poll)
 
@@ -116,9 +98,9 @@ class EngineBridge:
             self._target.post_message(message)
 
     @property
-    def session(self):
-        """The running `engine.duet.session.Session`, or None."""
-        return self._session
+    def jam(self):
+        """The running `engine.duet.jam.Jam`, or None."""
+        return self._jam
 
     # -- thread workers ----------------------------------------------------------------------
 
@@ -146,200 +128,154 @@ class EngineBridge:
         if recovered:
             self._post(RecordingsRecovered([paths.midi_path for paths in recovered]))
 
-    def prepare_model(self, preset: Preset) -> tuple[Any, Any] | None:
-        """The (model, tokenizer) the preset names, loaded once and kept; None (and a
-        `ModelLoadFailed`) if it cannot be loaded."""
+    def prepare_model(self, preset: Preset) -> LoadedModel | None:
+        """The model the preset names, loaded once and kept; None (and a `ModelLoadFailed`)
+        if it cannot be loaded."""
         try:
             path = resolve_model_path(preset)
         except Exception as exc:  # noqa: BLE001 - a preset naming a missing model is reported
             self._post(ModelLoadFailed(preset.model.path, str(exc)))
             return None
-        with self._model_lock:
-            if path in self._models:
-                return self._models[path]
-            self._post(ModelLoadStarted(path.name))
-            started = time.perf_counter()
-            try:
-                loaded = self.model_loader(path)
-            except Exception as exc:  # noqa: BLE001 - the console stays up and says why
-                log.error("could not load the model %s: %s", path, exc)
-                self._post(ModelLoadFailed(path.name, str(exc)))
-                return None
-            self._models[path] = loaded
-            load_s = time.perf_counter() - started
-            log.info("model %s ready (%s) in %.1f s", path.name, _device(loaded[0]), load_s)
-            self._post(ModelLoaded(path.name, load_s, _device(loaded[0])))
-            return loaded
+        if self._models.cached(path) is not None:
+            return self._models.get(path)
+        try:
+            loaded = self._models.get(path, on_loading=lambda p: self._post(ModelLoadStarted(p.name)))
+        except Exception as exc:  # noqa: BLE001 - the console stays up and says why
+            log.error("could not load the model %s: %s", path, exc)
+            self._post(ModelLoadFailed(path.name, str(exc)))
+            return None
+        if loaded.load_s > 0:
+            log.info("model %s ready (%s) in %.1f s", path.name, loaded.device, loaded.load_s)
+            self._post(ModelLoaded(path.name, loaded.load_s, loaded.device))
+        return loaded
 
     def start(self, input_spec: str, output_spec: str, preset: Preset) -> None:
-        """Load the preset's model if needed, open the ports and start the session."""
-        loaded = self.prepare_model(preset)  # outside the lifecycle lock: a quit must not wait for it
-        if loaded is None:
+        """Load the preset's model if needed, open the ports and start the jam."""
+        from engine.duet.jam import Jam  # brings torch: the console starts without it
+
+        if self.prepare_model(preset) is None:  # outside the lifecycle lock: a quit must not wait for it
             self._post(EngineFailed("no model to play with (see the log)"))
             self._post(JamStopped())
             return
         with self._lock:
-            if self._session is not None or self._closed:
+            if self._jam is not None or self._closed:
                 return
-            clock = MonotonicClock()
+            jam = Jam(preset, input_spec=input_spec, output_spec=output_spec, clock=self.clock_factory(),
+                      port_opener=self.port_opener, models=self._models, recordings_dir=self.recordings_dir)
             try:
-                source, sink = self.port_opener(input_spec, output_spec, clock)
+                jam.start()
             except Exception as exc:  # noqa: BLE001 - a missing port or file is reported, not fatal
                 log.error("could not start: %s", exc)
                 self._post(EngineFailed(str(exc)))
                 self._post(JamStopped())
                 return
-            self._ports = (source, sink)
-            self._meta = {"in": source.name, "out": sink.name, "preset": preset.name}
-            try:
-                from engine.duet.session import Session
-
-                self._session = Session(source, sink, loaded[0], loaded[1], preset, clock=clock)
-                if self._record_armed:
-                    self._start_recorder_locked()
-                quiet_the_interpreter()
-                self._session.start()
-                self._watcher = PortWatcher([source, sink])
-                self._watcher.start()
-            except Exception as exc:  # noqa: BLE001 - whatever failed, end in silence
-                log.exception("could not start the jam")
-                self._post(EngineFailed(str(exc)))
-                self._stop_locked()
-                return
-            self._post(JamStarted(source.name, sink.name, preset.name, self._session.mode))
+            self._jam = jam
+            if self._record_armed:
+                self._start_recording_locked()
+            self._post(JamStarted(*jam.port_names, preset.name, jam.mode))
 
     def stop(self) -> None:
-        """Stop the session in silence, close the ports and save the recording. Safe to repeat."""
+        """Stop the jam in silence, close the ports and save the recording. Safe to repeat."""
         with self._lock:
-            if self._ports is not None:
-                self._stop_locked()
+            self._stop_locked()
 
     def shutdown(self) -> None:
         """Stop for good: a start still queued in a worker will not play after this."""
         with self._lock:
             self._closed = True
-            if self._ports is not None:
-                self._stop_locked()
+            self._stop_locked()
 
     def set_recording(self, on: bool) -> None:
         """Arm or disarm recording; while the jam runs, start or save the recording now."""
         with self._lock:
             self._record_armed = on
-            if self._session is None:
+            if self._jam is None:
                 return
-            if on and self._recorder is None:
-                self._start_recorder_locked()
-            elif not on and self._recorder is not None:
-                self._close_recorder_locked(self._session)
+            if on and self._jam.recording is None:
+                self._start_recording_locked()
+            elif not on and self._jam.recording is not None:
+                try:
+                    saved = self._jam.record(False)
+                except OSError as exc:
+                    self._post(RecordingFailed(str(exc)))
+                    return
+                self._saved(saved)
 
     # -- app thread ----------------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Read the session's metrics and events (neither waits for the model) and post them."""
-        session = self._session
-        if session is None:
+        """Read the jam's metrics and events (neither waits for the model) and post them."""
+        jam = self._jam
+        if jam is None:
             return
-        events = session.events()
-        metrics = session.metrics()
-        self._post(MetricsUpdated(metrics, session.scheduler.stats(), metrics.preset))
+        try:
+            events, metrics, output = jam.events(), jam.metrics(), jam.output_stats()
+        except RuntimeError:  # stopped between the check and the reads
+            return
+        self._post(MetricsUpdated(metrics, output, metrics.preset))
         if events:
             self._post(SessionEventsHappened(events))
         # A dead control loop or output thread: the session stopped itself and says why.
-        if session.error is None:
+        error = jam.error
+        if error is None:
             return
         failed = next((e for e in events if e.kind == "failed"), None)
         where = failed.detail.get("where") if failed is not None else None
-        failure = f"{'output' if where == 'output' else 'session'} stopped: {session.error}"
-        if self._failed is not session:
-            self._failed = session
+        failure = f"{'output' if where == 'output' else 'session'} stopped: {error}"
+        if self._failed is not jam:
+            self._failed = jam
             self._post(EngineFailed(failure))
             self._target.run_worker(self.stop, thread=True, group="engine")
 
     def panic(self) -> bool:
-        session = self._session
-        if session is None:
+        jam = self._jam
+        if jam is None:
             return False
-        session.panic()
-        log.warning("panic: all notes and sound off on every channel")
+        jam.panic()
         return True
 
     def set_mode(self, mode: str) -> bool:
-        session = self._session
-        if session is None:
+        jam = self._jam
+        if jam is None:
             return False
-        session.set_mode(mode)
+        jam.set_mode(mode)
         return True
 
     def set_preset(self, preset: Preset) -> bool:
-        """Hand the session `preset` for after the phrase it plays now; False when no jam runs."""
-        session = self._session
-        if session is None:
+        """Hand the jam `preset` for after the phrase it plays now; False when no jam runs."""
+        jam = self._jam
+        if jam is None:
             return False
-        try:
-            current, wanted = resolve_model_path(session.preset), resolve_model_path(preset)
-        except Exception:  # noqa: BLE001 - reported when that preset starts a jam
-            current = wanted = None
-        if current != wanted:
-            log.warning("preset %s plays the model %s; this jam keeps %s until you stop and start again",
-                        preset.name, wanted, current)
-        session.set_preset(preset)
+        jam.set_preset(preset)  # logs when the preset names another model than the one playing
         return True
 
     # -- internals (lock held) -----------------------------------------------------------------
 
     def _stop_locked(self) -> None:
-        # Cleared first so `poll` no longer reads a session that is going away.
-        session, self._session = self._session, None
-        (source, sink), self._ports = self._ports, None
-        watcher, self._watcher = self._watcher, None
-        try:
-            if watcher is not None:
-                watcher.stop()  # before the ports close, or it would reopen them
-            if session is not None:
-                session.stop()
-        finally:
-            for port in (sink, source):
-                try:
-                    port.close()
-                except Exception:  # noqa: BLE001 - the port may be gone already
-                    log.exception("could not close the port %s", getattr(port, "name", port))
-            if session is not None:
-                self._close_recorder_locked(session)
-                events = session.events()
-                metrics = session.metrics()
-                self._post(MetricsUpdated(metrics, session.scheduler.stats(), metrics.preset))
-                if events:
-                    self._post(SessionEventsHappened(events))
-            self._post(JamStopped())
+        # Cleared first so `poll` no longer reads a jam that is going away.
+        jam, self._jam = self._jam, None
+        if jam is None:
+            return
+        summary = jam.stop()
+        if summary.recording_error is not None:
+            self._post(RecordingFailed(summary.recording_error))
+        self._saved(summary.recording)
+        if summary.metrics is not None:
+            self._post(MetricsUpdated(summary.metrics, summary.output, summary.metrics.preset))
+        if summary.events:
+            self._post(SessionEventsHappened(summary.events))
+        self._post(JamStopped())
 
-    def _start_recorder_locked(self) -> None:
-        from engine.midi.recorder import SessionRecorder
-
-        session = self._session
+    def _start_recording_locked(self) -> None:
         try:
-            recorder = SessionRecorder(self.recordings_dir, session.clock, meta=dict(self._meta))
-            recorder.start()
+            journal = self._jam.record(True)
         except Exception as exc:  # noqa: BLE001 - the jam goes on unrecorded, and the UI says so
             log.error("could not record to %s: %s", self.recordings_dir, exc)
             self._post(RecordingFailed(str(exc)))
             return
-        self._recorder = recorder
-        session.set_recorder(recorder)
-        self._post(RecordingStarted(recorder.journal_path))
+        self._post(RecordingStarted(journal))
 
-    def _close_recorder_locked(self, session) -> None:
-        recorder, self._recorder = self._recorder, None
-        if recorder is None:
-            return
-        session.set_recorder(None)
-        m = session.metrics()
-        timings = {"response_ms_p50": m.response_latency_ms_p50, "response_ms_p99": m.response_latency_ms_p99,
-                   "rtf": m.rtf, "send_lateness_ms_p99": m.lateness_ms_p99, "dropped_onsets": m.dropped_onsets}
-        try:
-            paths = recorder.close(timings={k: v for k, v in timings.items() if math.isfinite(v)})
-        except Exception as exc:  # noqa: BLE001 - its journal stays behind for `recover`
-            log.exception("could not save the recording")
-            self._post(RecordingFailed(str(exc)))
-            return
-        self.saved.append(paths.midi_path)
-        self._post(RecordingSaved(paths.midi_path))
+    def _saved(self, path: Path | None) -> None:
+        if path is not None:
+            self.saved.append(path)
+            self._post(RecordingSaved(path))

@@ -222,14 +222,9 @@ def cmd_thru(args) -> int:
 
 def _open_ports(args, clock):
     """(input, output) from --in/--out; the input is closed again if the output fails."""
-    from engine.midi.ports import open_input, open_output
+    from engine.midi.ports import open_ports
 
-    source = open_input(args.in_port, api=args.api, clock=clock)
-    try:
-        return source, open_output(args.out_port, api=args.api)
-    except BaseException:
-        source.close()
-        raise
+    return open_ports(args.in_port, args.out_port, api=args.api, clock=clock)
 
 
 def _wait_forever(stop: threading.Event, thru) -> None:
@@ -237,11 +232,18 @@ def _wait_forever(stop: threading.Event, thru) -> None:
         pass
 
 
-def _start_recorder(directory: Path, clock, meta: dict):
-    from engine.midi.recorder import SessionRecorder, recover
+def _recover(directory: Path) -> None:
+    """Recordings a crash interrupted in `directory` are finished first, and named."""
+    from engine.midi.recorder import recover
 
     for paths in recover(directory):
         print(f"jamtui: recovered an interrupted recording: {paths.midi_path}", file=sys.stderr)
+
+
+def _start_recorder(directory: Path, clock, meta: dict):
+    from engine.midi.recorder import SessionRecorder
+
+    _recover(directory)
     recorder = SessionRecorder(directory, clock, meta=meta)
     recorder.start()
     return recorder
@@ -281,10 +283,11 @@ def cmd_bench(args) -> int:
 
 def cmd_generate(args) -> int:
     from engine.tokens.conditions import Conditions
-    from engine.offline.continuation import continue_notes, notes_from_events, write_duet
+    from engine.offline.continuation import continue_notes
     from engine.events import AI, PERFORMER
     from engine.model.sampling import Sampling
-    from engine.midi.midifile import load_midi_events
+    from engine.midi.midifile import load_midi_events, write_duet
+    from engine.midi.notes import notes_from_events
 
     if args.seconds <= 0:
         raise UserError(f"--seconds must be positive, got {args.seconds}")
@@ -340,53 +343,44 @@ def cmd_simulate(args) -> int:
 def cmd_jam(args) -> int:
     if not args.headless:
         return cmd_app(args)  # before the engine's imports: the console loads torch in a worker
-    from engine.clock import MonotonicClock
-    from engine.midi.watch import PortWatcher
-    from engine.realtime import quiet_the_interpreter
-    from engine.duet.session import Session
+    from engine.duet.jam import Jam
+    from engine.presets.files import load_preset
 
-    preset, model, tokenizer = preset_and_model(args.preset)
-    clock = MonotonicClock()
     stop = threading.Event()
-    _stop_on_signals(stop)  # from here a Ctrl-C ends in silence with the recording kept
-    source, sink = _open_ports(args, clock)
-    recorder = _start_recorder(args.record, clock, {"in": source.name, "out": sink.name,
-                                                    "preset": preset.name}) if args.record else None
 
     def on_event(event) -> None:
         log.info("%s at %.2f s %s", event.kind, event.t_s, event.detail or "")
         if event.kind == "failed":
             stop.set()
 
-    session = Session(source, sink, model, tokenizer, preset, clock=clock, recorder=recorder, on_event=on_event)
-    quiet_the_interpreter()
-    session.start()
-    watcher = PortWatcher([source, sink])  # a synth or keyboard that vanishes is reopened when it is back
-    watcher.start()
-    print(f"jamtui jam: {source.name} -> {sink.name}, preset {preset.name} ({preset.mode}); Ctrl-C to stop",
+    jam = Jam(load_preset(args.preset), input_spec=args.in_port, output_spec=args.out_port, api=args.api,
+              recordings_dir=args.record, on_event=on_event)
+    jam.load_model()  # before the signal handlers: a Ctrl-C while loading ends at once (status 130)
+    _stop_on_signals(stop)  # from here a Ctrl-C ends in silence with the recording kept
+    if args.record:
+        _recover(args.record)
+    jam.start(record=args.record is not None)
+    source_name, sink_name = jam.port_names
+    print(f"jamtui jam: {source_name} -> {sink_name}, preset {jam.preset.name} ({jam.mode}); Ctrl-C to stop",
           file=sys.stderr, flush=True)
-    deadline = clock.now_ns() + int(args.seconds * 1e9) if args.seconds else None
+    deadline = jam.clock.now_ns() + int(args.seconds * 1e9) if args.seconds else None
     try:
-        while not stop.wait(5.0 if deadline is None else min(5.0, max(0.0, (deadline - clock.now_ns()) / 1e9))):
-            m = session.metrics()
+        while not stop.wait(5.0 if deadline is None else min(5.0, max(0.0, (deadline - jam.clock.now_ns()) / 1e9))):
+            m = jam.metrics()
             print(f"jamtui jam: in {m.notes_in} out {m.notes_out} response p50 {m.response_latency_ms_p50:.1f} ms "
                   f"p99 {m.response_latency_ms_p99:.1f} ms rtf {m.rtf:.1f} dropped {m.dropped_onsets} late {m.late_notes}",
                   file=sys.stderr, flush=True)
-            if deadline is not None and clock.now_ns() >= deadline:
+            if deadline is not None and jam.clock.now_ns() >= deadline:
                 break
     finally:
-        watcher.stop()  # before the ports close, or it would reopen them
-        failure = session.error
-        session.stop()
-        sink.close()
-        source.close()
-        if recorder is not None:
-            m = session.metrics()
-            paths = recorder.close(timings={"response_ms_p50": m.response_latency_ms_p50,
-                                            "response_ms_p99": m.response_latency_ms_p99, "rtf": m.rtf})
-            print(f"jamtui jam: recorded {paths.midi_path}", file=sys.stderr)
-    if failure is not None:
-        print(f"jamtui jam: error: the session stopped: {failure}", file=sys.stderr)
+        summary = jam.stop()
+        if summary.recording is not None:
+            print(f"jamtui jam: recorded {summary.recording}", file=sys.stderr)
+        if summary.recording_error is not None:
+            print(f"jamtui jam: error: the recording could not be saved ({summary.recording_error}); "
+                  f"its journal in {args.record} is recovered at the next start", file=sys.stderr)
+    if summary.error is not None:
+        print(f"jamtui jam: error: the session stopped: {summary.error}", file=sys.stderr)
         return 1
     return 0
 

@@ -232,3 +232,13 @@ def open_input(spec: str, *, api: str | None = None, clock: Clock | None = None,
 
 def open_output(spec: str, *, api: str | None = None) -> RtMidiOutputPort:
     return RtMidiOutputPort(spec, api=api)
+
+
+def open_ports(input_spec: str, output_spec: str, *, api: str | None = None, clock: Clock | None = None):
+    """(input, output) by port spec; the input is closed again if the output cannot be opened."""
+    source = open_input(input_spec, api=api, clock=clock)
+    try:
+        return source, open_output(output_spec, api=api)
+    except BaseException:
+        source.close()
+        raise

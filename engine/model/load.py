@@ -29,3 +29,4 @@ def load_model(path: Path | None = None):
     model, why = choose_device(checkpoint.model)
     log.info("model %s on %s", path.name, why)
     return model, tokenizer
+

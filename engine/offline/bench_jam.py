@@ -16,7 +16,9 @@ from dataclasses import replace
 from engine.clock import MonotonicClock
 from engine.metrics import percentile
 from engine.midi.memory import MemoryInputPort, MemoryOutputPort
-from engine.realtime import quiet_the_interpreter
+from engine.duet.jam import Jam
+from engine.model.cache import ModelCache
+from engine.presets.schema import Handover
 
 MS = 1_000_000
 
@@ -26,8 +28,6 @@ def bench_jam(model, tokenizer, preset, *, cues: int = 20, seed: int = 0) -> dic
     predicted, so the answer is generated before it) and handover_ms_* over `cues // 2`
     hand-over key presses (not predictable: the first note is streamed out as soon as its
     tokens are sampled); the scheduler's lateness while the model generated."""
-    from engine.presets.schema import Handover
-
     phrase_end = replace(preset, mode="call-and-response", handover=None)
     first, lateness, metrics = _trials(model, tokenizer, phrase_end, cues, seed, handover_key=None)
     keyed = replace(preset, mode="call-and-response", phrase_gap_s=8.0, handover=Handover(kind="note", number=21))
@@ -58,17 +58,15 @@ def _summary(prefix: str, samples_ns: list[int], asked: int) -> dict[str, float 
 
 def _trials(model, tokenizer, preset, cues: int, seed: int, *, handover_key: int | None, note_s: float = 0.14,
             answer_wait_s: float = 2.0):
-    """Play `cues` phrases into a live session; (cue-to-first-note samples in ns, scheduler
-    stats, session metrics)."""
-    from engine.duet.session import Session
-
+    """Play `cues` phrases into a live jam (the `Jam` both faces drive) on in-memory ports;
+    (cue-to-first-note samples in ns, scheduler stats, session metrics)."""
     clock = MonotonicClock()
     inp, out = MemoryInputPort("bench in"), MemoryOutputPort(clock, name="bench out")
-    session = Session(inp, out, model, tokenizer, preset, clock=clock, seed=seed)
-    quiet_the_interpreter()  # as `jamtui jam` and the console do
+    jam = Jam(preset, clock=clock, port_opener=lambda _in, _out, _clock: (inp, out),
+              models=ModelCache(lambda _path: (model, tokenizer)), seed=seed)
     rng = random.Random(seed)
     waited: list[int] = []
-    session.start()
+    jam.start()
     try:
         time.sleep(0.3)  # threads up, model warm
         for _ in range(cues):
@@ -93,8 +91,8 @@ def _trials(model, tokenizer, preset, cues: int, seed: int, *, handover_key: int
                 waited.append(max(0, answer - cue_ns))
                 _sleep_until(clock, answer + 200 * MS)  # let it play a little, then cut in
     finally:
-        session.stop()
-    return waited, session.scheduler.stats(), session.metrics()
+        summary = jam.stop()
+    return waited, summary.output, summary.metrics
 
 
 def _sleep_until(clock: MonotonicClock, t_ns: int) -> None:

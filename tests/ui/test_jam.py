@@ -39,8 +39,8 @@ class FailingOnceOutputPort(MemoryOutputPort):
         super().send(message)
 
 
-def session(app):
-    return app.bridge.session
+def jam(app):
+    return app.bridge.jam
 
 
 @async_test
@@ -50,7 +50,7 @@ async def test_a_phrase_gets_an_answer_and_quitting_ends_in_silence(tmp_path, ja
     async with app.run_test() as pilot:
         await start(app, pilot)
         assert rig.specs == [("virtual:jamtui in", "virtual:jamtui out")]
-        assert session(app).mode == "call-and-response" and "your turn" in status_text(app)
+        assert jam(app).mode == "call-and-response" and "your turn" in status_text(app)
         await play_phrase(rig, pilot)
         await wait_for(pilot, lambda: metrics(app) is not None and metrics(app).notes_out > 0)
         assert metrics(app).notes_in == len(PHRASE)
@@ -70,10 +70,10 @@ async def test_mode_hotkeys_switch_the_session_mode(tmp_path, jam_model):
     async with app.run_test() as pilot:
         await start(app, pilot)
         await pilot.press("m")
-        await wait_for(pilot, lambda: session(app).mode == "accompany")
+        await wait_for(pilot, lambda: jam(app).mode == "accompany")
         await wait_for(pilot, lambda: "mode    accompany" in status_text(app))
         await pilot.press("3")
-        await wait_for(pilot, lambda: session(app).mode == "continuous")
+        await wait_for(pilot, lambda: jam(app).mode == "continuous")
         await wait_for(pilot, lambda: "mode accompany → continuous" in log_text(app))
         # Continuous: the model plays with no one to answer.
         await wait_for(pilot, lambda: metrics(app).notes_out > 0)
@@ -91,7 +91,7 @@ async def test_a_mode_chosen_while_stopped_is_the_mode_the_jam_starts_in(tmp_pat
     async with app.run_test() as pilot:
         await pilot.press("2")
         await start(app, pilot)
-        assert session(app).mode == "accompany"
+        assert jam(app).mode == "accompany"
 
 
 @async_test
@@ -100,7 +100,7 @@ async def test_panic_silences_at_once_and_the_jam_goes_on(tmp_path, jam_model):
     app = make_app(rig, tmp_path, jam_model, preset=load_preset("continuous", user_dir=tmp_path))
     async with app.run_test() as pilot:
         await start(app, pilot)
-        await wait_for(pilot, lambda: session(app).scheduler.stats().sounding > 0)
+        await wait_for(pilot, lambda: jam(app).output_stats().sounding > 0)
         await pilot.press("p")
         await wait_for(pilot, lambda: len(rig.controls(ALL_SOUND_OFF_CC)) == 16)
         events = list(rig.sink.events)
@@ -122,12 +122,12 @@ async def test_next_and_previous_preset_reach_the_session(tmp_path, jam_model):
         await start(app, pilot)
         # Shipped presets by name: accompany, call-and-response, continuous, default, imitate.
         await pilot.press("right_square_bracket")
-        await wait_for(pilot, lambda: session(app).preset.name == "imitate")
+        await wait_for(pilot, lambda: jam(app).preset.name == "imitate")
         await wait_for(pilot, lambda: "preset  imitate" in status_text(app))
         await wait_for(pilot, lambda: "preset → imitate" in log_text(app))
         await pilot.press("left_square_bracket", "left_square_bracket")
-        await wait_for(pilot, lambda: session(app).preset.name == "continuous")
-        await wait_for(pilot, lambda: session(app).mode == "continuous")  # the preset brings its mode
+        await wait_for(pilot, lambda: jam(app).preset.name == "continuous")
+        await wait_for(pilot, lambda: jam(app).mode == "continuous")  # the preset brings its mode
         await wait_for(pilot, lambda: "mode    continuous" in status_text(app))
 
 
@@ -138,7 +138,7 @@ async def test_a_preset_chosen_while_stopped_starts_the_jam(tmp_path, jam_model)
         await pilot.press("left_square_bracket")
         assert "preset  continuous" in status_text(app) and app.screen.mode == "continuous"
         await start(app, pilot)
-        assert session(app).preset.name == "continuous" and session(app).mode == "continuous"
+        assert jam(app).preset.name == "continuous" and jam(app).mode == "continuous"
 
 
 @async_test
@@ -151,11 +151,11 @@ async def test_the_preset_hotkeys_remap_the_keys(tmp_path, jam_model):
         await wait_for(pilot, lambda: "hotkeys.bogus: no such action" in log_text(app))
         assert "hotkeys.record: 'q' is already the key of quit" in log_text(app)
         await pilot.press("x")
-        await wait_for(pilot, lambda: session(app).mode == "call-and-response")
+        await wait_for(pilot, lambda: jam(app).mode == "call-and-response")
         await pilot.press("m")  # no longer the mode key
         await pilot.press("escape")
         await wait_for(pilot, lambda: len(rig.controls(ALL_SOUND_OFF_CC)) == 16)
-        assert session(app).mode == "call-and-response"
+        assert jam(app).mode == "call-and-response"
 
 
 @async_test
