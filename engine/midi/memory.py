@@ -41,6 +41,7 @@ class MemoryInputPort:
     def __init__(self, name: str = "memory in") -> None:
         self.name = name
         self._callback: InputCallback | None = None
+        self.closed = False
 
     def set_callback(self, callback: InputCallback | None) -> None:
         self._callback = callback
@@ -51,3 +52,4 @@ class MemoryInputPort:
 
     def close(self) -> None:
         self._callback = None
+        self.closed = True
