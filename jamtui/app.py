@@ -7,10 +7,12 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
+from engine.clock import MonotonicClock
 from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT
 from engine.presets.files import load_preset
 from engine.presets.schema import Preset
 from jamtui.bridge import (
+    ClockFactory,
     EngineBridge,
     ModelLoader,
     PortOpener,
@@ -28,7 +30,8 @@ class JamApp(App):
     and `output_spec` are the ports a `jamtui jam` was given, and `autostart` starts on them at
     once (`quit_after_s`: and quits that long after). `port_opener(input_spec, output_spec, clock) -> (input, output)`, `ports_provider() ->
     PortList` and `model_loader(checkpoint_dir) -> (model, tokenizer)` default to the real MIDI
-    system and checkpoints; tests pass in-memory ports and a model already loaded."""
+    system and checkpoints; tests pass in-memory ports and a model already loaded, and may give
+    each jam a `FakeClock` (`clock_factory`) to play it with `app.bridge.jam.advance`."""
 
     CSS_PATH = "app.tcss"
     TITLE = "jamtui"
@@ -40,7 +43,8 @@ class JamApp(App):
                  output_spec: str | None = None, autostart: bool = False, record: bool = False,
                  port_opener: PortOpener | None = None, ports_provider: PortsProvider | None = None,
                  model_loader: ModelLoader | None = None, recordings_dir: Path | None = None,
-                 user_presets_dir: Path | None = None, quit_after_s: float | None = None) -> None:
+                 user_presets_dir: Path | None = None, quit_after_s: float | None = None,
+                 clock_factory: ClockFactory | None = None) -> None:
         super().__init__()
         self.api = api
         self.preset = preset if preset is not None else load_preset("default", user_dir=user_presets_dir)
@@ -55,6 +59,7 @@ class JamApp(App):
             ports_provider=ports_provider or default_ports_provider(api),
             model_loader=model_loader or load_model,
             recordings_dir=recordings_dir or default_recordings_dir(),
+            clock_factory=clock_factory or MonotonicClock,
         )
 
     async def action_quit(self) -> None:

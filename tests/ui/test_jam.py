@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mido
 
+from engine.clock import FakeClock
 from engine.events import ALL_SOUND_OFF_CC, Kind
 from engine.midi.memory import MemoryOutputPort
 from engine.presets.files import load_preset
@@ -60,6 +61,33 @@ async def test_a_phrase_gets_an_answer_and_quitting_ends_in_silence(tmp_path, ja
         assert metrics(app).response_latency_ms_p50 > 0
         await pilot.press("q")
     assert not app.is_running
+    assert_ends_in_silence(rig)
+
+
+@async_test
+async def test_on_a_fake_clock_the_answer_sounds_on_its_cue(tmp_path, jam_model):
+    # The music on virtual time, step by step: what the console shows follows it exactly.
+    rig = Rig()
+    app = make_app(rig, tmp_path, jam_model, clock_factory=FakeClock)
+    async with app.run_test() as pilot:
+        await start(app, pilot)
+        jam_now = jam(app)
+        t_s = 0.5
+        for pitch in PHRASE:
+            jam_now.advance(t_s)
+            rig.play((0x90, pitch, 90))
+            jam_now.advance(t_s + 0.09)
+            rig.play((0x80, pitch, 0))
+            t_s += 0.1
+        last_up_ns = rig.clock.now_ns()
+        cue_ns = last_up_ns + round(jam_now.preset.phrase_gap_s * 1e9)
+        jam_now.advance(t_s + jam_now.preset.phrase_gap_s + 2.0)
+        first_on_ns = rig.note_ons()[0].t_ns
+        assert cue_ns <= first_on_ns < cue_ns + 10_000_000  # within one 10 ms step of virtual time
+        await wait_for(pilot, lambda: metrics(app) is not None and metrics(app).responses == 1)
+        assert metrics(app).notes_in == len(PHRASE)
+        await wait_for(pilot, lambda: "AI answers until" in log_text(app))
+        await pilot.press("q")
     assert_ends_in_silence(rig)
 
 
