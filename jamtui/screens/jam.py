@@ -16,7 +16,8 @@ from engine.presets.schema import MODES, Preset
 from jamtui import messages as msg
 from jamtui.bridge import EngineBridge
 from jamtui.logs import LogCapture
-from jamtui.presetbook import PresetBook, resolve_keymap
+from jamtui.hotkeys import resolve_keymap
+from jamtui.preset_steps import PresetSteps
 from jamtui.widgets.eventlog import EventLog
 from jamtui.widgets.meters import Meters
 from jamtui.widgets.ports import PortsPanel
@@ -50,7 +51,7 @@ class JamScreen(Screen):
         super().__init__()
         self.logs: LogCapture | None = None
         self._quit_timer_set = False
-        self.book = PresetBook(self.app.preset, user_dir=self.app.user_presets_dir)
+        self.preset_steps = PresetSteps(self.app.preset, user_dir=self.app.user_presets_dir)
         self.status = Status(mode=self.app.preset.mode, preset=self.app.preset.name)
 
     @property
@@ -90,7 +91,7 @@ class JamScreen(Screen):
         self.bridge.attach(self)
         self._update()
         try:
-            self.book.refresh()
+            self.preset_steps.refresh()
         except Exception as exc:  # noqa: BLE001 - the jam goes on with the preset it has
             log.warning("could not list presets: %s", exc)
         self._apply_hotkeys(self.app.preset)
@@ -151,7 +152,7 @@ class JamScreen(Screen):
     def _begin(self, input_spec: str, output_spec: str) -> None:
         self._update(state=STARTING, problem="", next_preset="")
         # The mode chosen while stopped wins over the preset's own.
-        self._start(input_spec, output_spec, replace(self.book.current, mode=self.mode))
+        self._start(input_spec, output_spec, replace(self.preset_steps.current, mode=self.mode))
 
     def action_next_mode(self) -> None:
         self.action_set_mode(MODES[(MODES.index(self.mode) + 1) % len(MODES)] if self.mode in MODES else MODES[0])
@@ -163,7 +164,7 @@ class JamScreen(Screen):
         self._update(mode=mode, turn=turn)
 
     def action_step_preset(self, delta: int) -> None:
-        preset, problems = self.book.step(delta)
+        preset, problems = self.preset_steps.step(delta)
         for problem in problems:
             log.warning("skipped a preset: %s", problem)
         if preset is None:
@@ -187,7 +188,7 @@ class JamScreen(Screen):
 
     def action_rescan(self) -> None:
         self.scan_ports()
-        self.book.refresh()
+        self.preset_steps.refresh()
 
     @on(Input.Submitted, "#midi-file")
     def _play_file(self) -> None:

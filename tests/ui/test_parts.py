@@ -7,7 +7,8 @@ from textual.binding import Binding
 
 from engine.presets.files import load_preset
 from engine.duet.session import SessionEvent, SessionMetrics
-from jamtui.presetbook import PresetBook, resolve_keymap
+from jamtui.hotkeys import resolve_keymap
+from jamtui.preset_steps import PresetSteps
 from jamtui.widgets.eventlog import describe
 from jamtui.widgets.meters import Meters
 
@@ -47,7 +48,7 @@ def test_meters_text_says_what_matters():
 
 def test_the_preset_cycle_steps_both_ways_and_skips_broken_files(tmp_path):
     (tmp_path / "broken.toml").write_text("mode = 'jazz-hands'\n")
-    book = PresetBook(load_preset("default", user_dir=tmp_path), user_dir=tmp_path)
+    book = PresetSteps(load_preset("default", user_dir=tmp_path), user_dir=tmp_path)
     book.refresh()
     preset, problems = book.step(-1)
     assert preset.name == "continuous" and problems == []

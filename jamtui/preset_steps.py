@@ -1,17 +1,14 @@
-"""The presets a performer steps through mid-jam (their own, then the shipped ones, by name),
-and the hotkeys a preset remaps."""
+"""The presets a performer steps through mid-jam with the preset hotkeys: their own, then the
+shipped ones, by name."""
 from __future__ import annotations
 
 from pathlib import Path
-
-from textual.binding import Binding
-from textual.keys import _normalize_key_list
 
 from engine.presets.files import PresetInfo, list_presets, load_preset
 from engine.presets.schema import Preset, PresetError
 
 
-class PresetBook:
+class PresetSteps:
     """Which preset is chosen, and the ones before and after it. `user_dir` None: the user's config dir."""
 
     def __init__(self, current: Preset, *, user_dir: Path | None = None) -> None:
@@ -52,25 +49,3 @@ class PresetBook:
             if source is not None and info.path.resolve() == source:
                 return i
         return None
-
-
-def resolve_keymap(bindings: list[Binding], overrides: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """The keymap (binding id -> keys) a preset's `hotkeys` table asks for, and one line per
-    entry left out: an unknown action, or a key another action keeps."""
-    defaults = {b.id: _normalize_key_list(b.key) for b in bindings if b.id}
-    keymap: dict[str, str] = {}
-    problems = []
-    for action, keys in overrides.items():
-        if action not in defaults:
-            problems.append(f"hotkeys.{action}: no such action (actions: {', '.join(sorted(defaults))})")
-        else:
-            keymap[action] = _normalize_key_list(keys)
-    for action in list(keymap):
-        final = {**defaults, **keymap}
-        mine = set(keymap[action].split(","))
-        taken = [other for other, keys in final.items() if other != action and mine & set(keys.split(","))]
-        if taken:
-            problems.append(f"hotkeys.{action}: {overrides[action]!r} is already the key of {taken[0]}; "
-                            f"{action} stays on {defaults[action]!r}")
-            del keymap[action]
-    return keymap, problems
