@@ -1,6 +1,7 @@
-"""Safe loading of untrusted Standard MIDI Files into time-sorted raw channel messages.
+"""Standard MIDI Files: safe loading of untrusted files into time-sorted raw channel
+messages, and the one writer of our own two-player type-1 files (recordings, duets).
 
-Every failure becomes a one-line `MidiFileError` that names the file; nothing else escapes.
+Every loading failure becomes a one-line `MidiFileError` that names the file; nothing else escapes.
 """
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import logging
 import os
 import stat
 import struct
+from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import IO, Callable, Iterable, Sequence
 
 import mido
+
+from engine.events import PLAYER_NAMES, SUSTAIN_CC, Note
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +26,9 @@ DEFAULT_TEMPO_US = 500_000  # 120 BPM, the SMF default until a set_tempo says ot
 _HEADER_LEN = 14  # b"MThd", length 6, format, track count, division
 _MB = 2**20
 _MAX_DELTA_TICKS = 0x0FFFFFFF  # a delta time is at most 4 bytes; mido reads any length
+TICKS_PER_BEAT = 480  # what we write
+# 120 bpm at 480 ticks per beat: one tick is exactly 1/960 s, so ticks map to seconds exactly.
+TICKS_PER_S = TICKS_PER_BEAT * 1_000_000 // DEFAULT_TEMPO_US
 
 
 class MidiFileError(Exception):
@@ -244,3 +252,78 @@ def _size(n_bytes: int) -> str:
     if n_bytes >= 1024:
         return f"{round(n_bytes / 1024, 1):g} KB"
     return f"{n_bytes} bytes"
+
+
+# --- writing -------------------------------------------------------------------------------
+
+def write_player_tracks(path: Path, tracks: Sequence[Sequence[tuple[float, mido.Message]]],
+                        end_s: float) -> None:
+    """Write a type-1 file at 120 bpm, one track per player: track i is named
+    `PLAYER_NAMES[i]` and holds `tracks[i]`, `(t_s, message)` in the order given; tempo in
+    the first. Notes still held and pedals still down come up at `end_s`, where every track
+    ends, so the file never leaves a note sounding. Written atomically (tmp, fsync, replace)."""
+    midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+    end_tick = round(end_s * TICKS_PER_S)
+    for name, timed in zip(PLAYER_NAMES, tracks, strict=True):
+        midi.tracks.append(_player_track(name, timed, end_tick, tempo=not midi.tracks))
+    atomic_write(path, lambda f: midi.save(file=f))
+
+
+def write_duet(path: Path, notes: Iterable[Note]) -> None:
+    """Notes as a type-1 file, one track per player (performer, ai) on channel `player`,
+    at 120 bpm so seconds map to ticks."""
+    notes = list(notes)
+    tracks = []
+    for player in range(len(PLAYER_NAMES)):
+        timed = []
+        for n in notes:
+            if n.player == player:
+                start, end = round(n.start_s * TICKS_PER_S), round(n.end_s * TICKS_PER_S)
+                timed.append((start, 1, n.start_s, mido.Message("note_on", note=n.pitch, velocity=n.velocity, channel=player)))
+                # At one tick a release goes before a strike (a re-strike), but after its own note's strike.
+                timed.append((end, 0 if end > start else 2, n.end_s,
+                              mido.Message("note_off", note=n.pitch, velocity=0, channel=player)))
+        timed.sort(key=lambda item: item[:2])
+        tracks.append([(t_s, message) for _, _, t_s, message in timed])
+    write_player_tracks(path, tracks, max((n.end_s for n in notes), default=0.0))
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """`write` into `<path>.tmp`, fsync it and move it over `path`: a crash leaves the old
+    file or the new one, never half of one."""
+    tmp_path = path.with_name(path.name + ".tmp")
+    with open(tmp_path, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp_path, path)
+
+
+def _player_track(name: str, timed: Sequence[tuple[float, mido.Message]], end_tick: int, *,
+                  tempo: bool) -> mido.MidiTrack:
+    """Delta times come from rounded absolute ticks, so rounding never accumulates."""
+    held: Counter[tuple[int, int]] = Counter()
+    pedal_down: set[int] = set()
+    absolute: list[tuple[int, mido.Message | mido.MetaMessage]] = [(0, mido.MetaMessage("track_name", name=name))]
+    if tempo:
+        absolute.append((0, mido.MetaMessage("set_tempo", tempo=DEFAULT_TEMPO_US)))
+    for t_s, msg in timed:
+        absolute.append((round(t_s * TICKS_PER_S), msg))
+        if msg.type == "note_on" and msg.velocity > 0:
+            held[msg.channel, msg.note] += 1
+        elif msg.type in ("note_on", "note_off") and held[msg.channel, msg.note] > 0:
+            held[msg.channel, msg.note] -= 1
+        elif msg.type == "control_change" and msg.control == SUSTAIN_CC:
+            (pedal_down.add if msg.value >= 64 else pedal_down.discard)(msg.channel)
+    for (channel, note), count in sorted(held.items()):
+        off = mido.Message("note_off", channel=channel, note=note, velocity=0)
+        absolute += [(end_tick, off)] * count
+    for channel in sorted(pedal_down):
+        absolute.append((end_tick, mido.Message("control_change", channel=channel, control=SUSTAIN_CC, value=0)))
+    absolute.append((end_tick, mido.MetaMessage("end_of_track")))
+    track = mido.MidiTrack()
+    last_tick = 0
+    for tick, msg in absolute:
+        track.append(msg.copy(time=tick - last_tick))
+        last_tick = tick
+    return track

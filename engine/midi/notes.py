@@ -1,21 +1,60 @@
-"""Notes from recordings: sustain pedal folded into note ends, symusic scores read as notes,
-and which player plays each track of a training piece."""
+"""Whole notes from MIDI messages: note-ons paired with their note-offs, the sustain pedal's
+down intervals, and the pedal folded into note ends (the one home of each)."""
 from __future__ import annotations
 
 import bisect
 import collections
-import random
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
-from engine.events import AI, PERFORMER, Note
+from engine.events import PERFORMER, SUSTAIN_CC, Note
+from engine.midi.midifile import TimedMessage, midi_duration_s
 
-PLAYERS = (PERFORMER, AI)
+_NOTE_OFF, _NOTE_ON, _CONTROL = 0x80, 0x90, 0xB0
+
+
+def pair_notes(events: Iterable[TimedMessage], end_s: float, *, player: int = PERFORMER,
+               min_s: float = 0.0, held_min_s: float = 0.0) -> list[Note]:
+    """Notes from time-ordered note-ons and note-offs, first in first out per channel and
+    pitch; a note-on of velocity 0 is a note-off, a stray note-off is ignored.
+
+    A note lasts at least `min_s`; one never released ends at `end_s` but lasts at least
+    `held_min_s`. Paired notes come in release order, then the unreleased ones."""
+    sounding: dict[tuple[int, int], collections.deque[tuple[float, int]]] = collections.defaultdict(collections.deque)
+    notes: list[Note] = []
+    for e in events:
+        status, channel = e.data[0] & 0xF0, e.data[0] & 0x0F
+        if status == _NOTE_ON and e.data[2] > 0:
+            sounding[channel, e.data[1]].append((e.t_s, e.data[2]))
+        elif status in (_NOTE_OFF, _NOTE_ON) and sounding.get((channel, e.data[1])):
+            start_s, velocity = sounding[channel, e.data[1]].popleft()
+            notes.append(Note(start_s, max(e.t_s, start_s + min_s), e.data[1], velocity, player))
+    for (_, pitch), held in sounding.items():
+        notes += [Note(start_s, max(end_s, start_s + held_min_s), pitch, velocity, player)
+                  for start_s, velocity in held]
+    return notes
+
+
+def sustain_intervals(events: Iterable[TimedMessage], end_s: float) -> list[tuple[float, float]]:
+    """`(down_s, up_s)` of the sustain pedal (CC64 >= 64 is down) on every channel, in the
+    order the events come; a pedal still down at the end comes up at `end_s`."""
+    down_since: dict[int, float] = {}
+    pressed: list[tuple[float, float]] = []
+    for e in events:
+        if e.data[0] & 0xF0 != _CONTROL or e.data[1] != SUSTAIN_CC:
+            continue
+        channel = e.data[0] & 0x0F
+        if e.data[2] >= 64:
+            down_since.setdefault(channel, e.t_s)
+        elif channel in down_since:
+            pressed.append((down_since.pop(channel), e.t_s))
+    return pressed + [(down_s, end_s) for down_s in down_since.values()]
 
 
 def fold_sustain(notes: Iterable[Note], pedals: Iterable[tuple[float, float]]) -> list[Note]:
     """Fold the sustain pedal into note ends: a key released while the pedal is down sounds
     until the pedal comes up, but never past the next onset of the same pitch (any player),
-    which also resolves overlapping notes of one pitch. `pedals` are (down_s, up_s)."""
+    which also resolves overlapping notes of one pitch. `pedals` are (down_s, up_s); one
+    piano has one pedal, so overlapping presses (of any channel) merge. Notes keep their order."""
     notes = list(notes)
     downs: list[float] = []  # merged presses
     ups: list[float] = []
@@ -37,58 +76,15 @@ def fold_sustain(notes: Iterable[Note], pedals: Iterable[tuple[float, float]]) -
         later = onsets[n.pitch]
         j = bisect.bisect_right(later, n.start_s)
         if j < len(later):
-            end = min(end, later[j])
+            end = min(end, later[j])  # a re-strike ends the ringing string
         folded.append(Note(n.start_s, max(end, n.start_s), n.pitch, n.velocity, n.player))
     return folded
 
 
-def notes_from_score(score: Any, players: Sequence[int] | None = None, *, fold_pedal: bool = True) -> list[Note]:
-    """Notes of a symusic Score in seconds, track i played by `players[i]` (default: all
-    PERFORMER). Drum tracks are skipped. One piano has one pedal: the sustain pedals of
-    all tracks are merged before folding."""
-    score = score.to("second")
-    players = list(players) if players is not None else [PERFORMER] * len(score.tracks)
-    if len(players) != len(score.tracks):
-        raise ValueError(f"{len(players)} players for {len(score.tracks)} tracks")
-    notes, pedals = [], []
-    for track, player in zip(score.tracks, players):
-        pedals += [(p.time, p.time + p.duration) for p in track.pedals]
-        if not track.is_drum:
-            notes += [Note(n.time, n.time + n.duration, n.pitch, n.velocity, player) for n in track.notes]
-    if fold_pedal:
-        notes = fold_sustain(notes, pedals)
-    notes.sort(key=lambda n: (n.start_s, n.pitch, n.player))
-    return notes
-
-
-_LEFT_HAND = ("links", "left", "lh", "l.h.", "bass")
-_RIGHT_HAND = ("rechts", "right", "rh", "r.h.", "treble", "melody")
-
-
-def track_players(
-    names: Sequence[str], mode: str = "hands", *, rng: random.Random | None = None, swap: bool = False
-) -> list[int]:
-    """Which player plays each track of a training piece.
-
-    "hands": a left-hand track (HANNDs "Links") is the PERFORMER, a right-hand one
-    ("Rechts") the AI; unrecognised names go to the PERFORMER. "random": a random split in
-    which both players get at least one track when there are two or more. `swap`
-    exchanges the players afterwards, so a model also learns the other role.
-    """
-    if mode == "hands":
-        players = [AI if _hand(name, _RIGHT_HAND) and not _hand(name, _LEFT_HAND) else PERFORMER for name in names]
-    elif mode == "random":
-        rng = rng or random.Random()
-        players = [rng.choice(PLAYERS) for _ in names]
-        if len(names) >= 2 and len(set(players)) == 1:
-            players[rng.randrange(len(names))] = 1 - players[0]
-    else:
-        raise ValueError(f"unknown mode {mode!r}; expected 'hands' or 'random'")
-    return [1 - p for p in players] if swap else players
-
-
-def _hand(name: str, words: Sequence[str]) -> bool:
-    """Short marks ("lh") must be whole words; longer words may sit inside a name."""
-    lowered = name.lower()
-    parts = lowered.replace("-", " ").replace("_", " ").split()
-    return any(w in parts if len(w) <= 4 else w in lowered for w in words)
+def notes_from_events(events: Sequence[TimedMessage], player: int = PERFORMER) -> list[Note]:
+    """Whole notes of a parsed MIDI file (all channels as one player), sustain pedal folded in,
+    sorted by start then pitch. A played note lasts at least 5 ms and one the file never
+    releases at least 0.25 s, so a prompt's last chord still sounds."""
+    end_s = midi_duration_s(events)
+    notes = pair_notes(events, end_s, player=player, min_s=0.005, held_min_s=0.25)
+    return sorted(fold_sustain(notes, sustain_intervals(events, end_s)), key=lambda n: (n.start_s, n.pitch))

@@ -11,12 +11,13 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 import mido
 
 from engine.clock import NS_PER_S, Clock
-from engine.events import SUSTAIN_CC, Kind, MidiEvent
+from engine.events import PLAYER_NAMES, Kind, MidiEvent
+from engine.midi.midifile import atomic_write, write_player_tracks
 
 try:
     import fcntl
@@ -26,12 +27,7 @@ except ImportError:  # Windows: no advisory locks, the in-process registry still
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-PLAYERS = ("performer", "ai")
 JOURNAL_SUFFIX = ".partial.jsonl"
-TICKS_PER_BEAT = 480
-TEMPO_US_PER_BEAT = 500_000
-# 120 bpm at 480 ticks per beat: one tick is exactly 1/960 s, so ticks map to seconds exactly.
-TICKS_PER_S = TICKS_PER_BEAT * 1_000_000 // TEMPO_US_PER_BEAT
 # Kind -> (mido type, field for `number`, field for `value`); pitch bend is converted apart.
 _MIDO_FIELDS = {
     Kind.NOTE_ON: ("note_on", "note", "velocity"),
@@ -111,8 +107,8 @@ class SessionRecorder:
 
     def record(self, player: str, event: MidiEvent) -> None:
         """Any thread. Events outside start..close and clock-like kinds are dropped."""
-        if player not in PLAYERS:
-            raise ValueError(f"player must be one of {PLAYERS}, not {player!r}")
+        if player not in PLAYER_NAMES:
+            raise ValueError(f"player must be one of {PLAYER_NAMES}, not {player!r}")
         if event.kind not in KEPT_KINDS:
             return
         with self._lock:
@@ -290,7 +286,7 @@ def _read_journal(path: Path) -> tuple[dict | None, dict, list[TimedMessage], in
                 meta.update(item["meta"])
                 continue
             t_s = float(item["t_s"])
-            if item["p"] not in PLAYERS or not 0 <= t_s < 1e7:
+            if item["p"] not in PLAYER_NAMES or not 0 <= t_s < 1e7:
                 raise ValueError(item)
             events.append((item["p"], t_s, _to_message(Kind[item["kind"]], item)))
         except (TypeError, KeyError, ValueError, AttributeError):
@@ -321,62 +317,19 @@ def _finish(directory: Path, base: str, header: dict, meta: dict,
             events: list[TimedMessage], end_s: float,
             extra: dict) -> RecordingPaths:
     end_s = max([end_s] + [t_s for _, t_s, _ in events])
-    midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-    for player in PLAYERS:
-        timed = sorted(((t_s, msg) for p, t_s, msg in events if p == player), key=lambda e: e[0])
-        midi.tracks.append(_track(player, timed, end_s))
+    tracks = [sorted(((t_s, msg) for p, t_s, msg in events if p == player), key=lambda e: e[0])
+              for player in PLAYER_NAMES]
     midi_path = directory / (base + ".mid")
-    _atomic_write(midi_path, lambda f: midi.save(file=f))
+    write_player_tracks(midi_path, tracks, end_s)
     counts = Counter(player for player, _, _ in events)
     sidecar = {"format": FORMAT_VERSION, "base": base, "wall_start": header.get("wall_start"),
                "clock_start_ns": header.get("clock_start_ns"), "midi_file": midi_path.name,
-               "duration_s": end_s, "counts": {p: counts[p] for p in PLAYERS}, "meta": meta,
+               "duration_s": end_s, "counts": {p: counts[p] for p in PLAYER_NAMES}, "meta": meta,
                **extra}
     sidecar_path = directory / (base + ".json")
-    _atomic_write(sidecar_path, lambda f: f.write(json.dumps(sidecar, indent=2).encode() + b"\n"))
+    atomic_write(sidecar_path, lambda f: f.write(json.dumps(sidecar, indent=2).encode() + b"\n"))
     _fsync_dir(directory)
     return RecordingPaths(midi_path, sidecar_path)
-
-
-def _track(player: str, timed: list[tuple[float, mido.Message]], end_s: float) -> mido.MidiTrack:
-    """Delta times come from rounded absolute ticks, so rounding never accumulates."""
-    held: Counter[tuple[int, int]] = Counter()
-    pedal_down: set[int] = set()
-    absolute: list[tuple[int, mido.Message | mido.MetaMessage]] = [
-        (0, mido.MetaMessage("track_name", name=player))]
-    if player == PLAYERS[0]:
-        absolute.append((0, mido.MetaMessage("set_tempo", tempo=TEMPO_US_PER_BEAT)))
-    for t_s, msg in timed:
-        absolute.append((round(t_s * TICKS_PER_S), msg))
-        if msg.type == "note_on" and msg.velocity > 0:
-            held[msg.channel, msg.note] += 1
-        elif msg.type in ("note_on", "note_off") and held[msg.channel, msg.note] > 0:
-            held[msg.channel, msg.note] -= 1
-        elif msg.type == "control_change" and msg.control == SUSTAIN_CC:
-            (pedal_down.add if msg.value >= 64 else pedal_down.discard)(msg.channel)
-    end_tick = round(end_s * TICKS_PER_S)
-    for (channel, note), count in sorted(held.items()):
-        off = mido.Message("note_off", channel=channel, note=note, velocity=0)
-        absolute += [(end_tick, off)] * count
-    for channel in sorted(pedal_down):
-        absolute.append((end_tick, mido.Message("control_change", channel=channel,
-                                                control=SUSTAIN_CC, value=0)))
-    absolute.append((end_tick, mido.MetaMessage("end_of_track")))
-    track = mido.MidiTrack()
-    last_tick = 0
-    for tick, msg in absolute:
-        track.append(msg.copy(time=tick - last_tick))
-        last_tick = tick
-    return track
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    tmp_path = path.with_name(path.name + ".tmp")
-    with open(tmp_path, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp_path, path)
 
 
 def _fsync_dir(directory: Path) -> None:

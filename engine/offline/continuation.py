@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
-import mido
 import torch
 
 from engine.duet.context import ContextStream
 from engine.tokens.conditions import Conditions
-from engine.events import AI, PERFORMER, PLAYER_NAMES, Note
+from engine.events import AI, Note
 from engine.model.sampling import Sampling
-from engine.midi.midifile import TimedMessage
 from engine.tokens.grammar import NoteGrammar
 from engine.tokens.tokenizer import JamTokenizer
-from engine.midi.notes import fold_sustain
 
 log = logging.getLogger(__name__)
 
@@ -36,33 +32,6 @@ class ContinuationStats:
     @property
     def rtf(self) -> float:
         return self.music_s / self.compute_s if self.compute_s else float("inf")
-
-
-def notes_from_events(events: list[TimedMessage], player: int = PERFORMER) -> list[Note]:
-    """Whole notes of a parsed MIDI file (all channels as one player), sustain pedal folded in."""
-    held: dict[tuple[int, int], list[tuple[float, int]]] = {}
-    notes: list[Note] = []
-    pedal_down: dict[int, float] = {}
-    pedals: list[tuple[float, float]] = []
-    end_s = max((e.t_s for e in events), default=0.0)
-    for e in events:
-        status, channel = e.data[0] & 0xF0, e.data[0] & 0x0F
-        if status == 0x90 and e.data[2] > 0:
-            held.setdefault((channel, e.data[1]), []).append((e.t_s, e.data[2]))
-        elif status in (0x80, 0x90):
-            starts = held.get((channel, e.data[1]))
-            if starts:
-                start_s, velocity = starts.pop(0)
-                notes.append(Note(start_s, max(e.t_s, start_s + 0.005), e.data[1], velocity, player))
-        elif status == 0xB0 and e.data[1] == 64:
-            if e.data[2] >= 64:
-                pedal_down.setdefault(channel, e.t_s)
-            elif channel in pedal_down:
-                pedals.append((pedal_down.pop(channel), e.t_s))
-    for (_, pitch), starts in held.items():
-        notes += [Note(s, max(end_s, s + 0.25), pitch, v, player) for s, v in starts]
-    pedals += [(down, end_s) for down in pedal_down.values()]
-    return sorted(fold_sustain(notes, pedals), key=lambda n: (n.start_s, n.pitch))
 
 
 def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: float, *,
@@ -92,27 +61,3 @@ def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: 
         everything = sorted(everything + kept, key=lambda n: n.start_s)
         t_s = chunk_end_s
     return generated, ContinuationStats(chunks, tokens, compute_s, seconds)
-
-
-def write_duet(path: Path, notes: list[Note], *, ticks_per_beat: int = 480) -> None:
-    """A type-1 MIDI file, one track per player (performer, ai), at 120 bpm so seconds map to ticks."""
-    ticks_per_s = ticks_per_beat * 2
-    midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-    for player, name in enumerate(PLAYER_NAMES):
-        timed = []
-        for n in notes:
-            if n.player == player:
-                timed.append((round(n.start_s * ticks_per_s), 1, mido.Message("note_on", note=n.pitch, velocity=n.velocity, channel=player)))
-                timed.append((round(n.end_s * ticks_per_s), 0, mido.Message("note_off", note=n.pitch, velocity=0, channel=player)))
-        timed.sort(key=lambda item: (item[0], item[1]))
-        track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])
-        if player == 0:
-            track.append(mido.MetaMessage("set_tempo", tempo=500_000, time=0))
-        last = 0
-        for tick, _, message in timed:
-            track.append(message.copy(time=tick - last))
-            last = tick
-        midi.tracks.append(track)
-    tmp = path.with_name(path.name + ".tmp")
-    midi.save(tmp)
-    tmp.replace(path)

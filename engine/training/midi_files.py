@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import bisect
 import io
-import math
-from collections import defaultdict, deque
+import itertools
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
 import mido
 
 from engine.events import SUSTAIN_CC, Note
-from engine.midi.midifile import MidiFileError
+from engine.midi.midifile import MidiFileError, TimedMessage
+from engine.midi.notes import fold_sustain, pair_notes, sustain_intervals
 
 DRUM_CHANNEL = 9  # channel 10 as musicians count
 _MAX_BYTES = 64 * 2**20
@@ -56,32 +57,26 @@ def load_midi(path: str | Path) -> mido.MidiFile:
 def read_notes(path: str | Path) -> list[list[Note]]:
     """The notes of each track, in seconds, with the sustain pedal folded into note ends.
 
-    One piano has one pedal, as in `engine.midi.notes.fold_sustain`: a key released while
-    CC64 >= 64 (any channel, any track) sounds until the pedal comes up, but never past
-    the next onset of its pitch in any track, which also resolves overlapping notes of one
-    pitch. Notes come sorted by start, then pitch; `player` is PERFORMER.
+    Notes pair within their track (`engine.midi.notes.pair_notes`); a note never released
+    ends with the file. One piano has one pedal (`engine.midi.notes.fold_sustain`): a key
+    released while CC64 >= 64 (any channel, any track) sounds until the pedal comes up,
+    but never past the next onset of its pitch in any track. Notes come sorted by start,
+    then pitch; `player` is PERFORMER.
     """
     midi = load_midi(path)
     tracks = [_absolute(track) for track in midi.tracks]
     tempo = _TempoMap(tracks, midi.ticks_per_beat, str(path))
     end_s = tempo.seconds(max((track[-1][0] for track in tracks if track), default=0))
-    played = [_played(track, tempo, end_s) for track in tracks]
-    pedals = _pedal_intervals(tracks, tempo, end_s)
-    onsets: dict[int, list[float]] = defaultdict(list)
-    for start_s, _, pitch, _ in sorted(n for track in played for n in track):
-        onsets[pitch].append(start_s)
-    folded = []
-    for track in played:
-        notes = []
-        for start_s, off_s, pitch, velocity in track:
-            end = _pedal_release(pedals, off_s) or off_s
-            later = onsets[pitch]
-            j = bisect.bisect_right(later, start_s)
-            if j < len(later):
-                end = min(end, later[j])  # a re-strike ends the ringing string
-            notes.append(Note(start_s, max(start_s, end), pitch, max(1, min(127, velocity))))
-        folded.append(sorted(notes, key=lambda n: (n.start_s, n.pitch, n.end_s)))
-    return folded
+    played = [pair_notes(_timed(track, tempo), end_s) for track in tracks]
+    # Every track's pedal as one; at one tick and channel a release comes before a press,
+    # whatever the track order.
+    pedal = sorted(((tick, msg) for track in tracks for tick, msg in track
+                    if msg.type == "control_change" and msg.control == SUSTAIN_CC),
+                   key=lambda e: (e[0], e[1].channel, e[1].value >= 64))
+    pedals = sustain_intervals(_timed(pedal, tempo), end_s)
+    folded = iter(fold_sustain([n for notes in played for n in notes], pedals))
+    return [sorted(itertools.islice(folded, len(notes)), key=lambda n: (n.start_s, n.pitch, n.end_s))
+            for notes in played]
 
 
 def _absolute(track: mido.MidiTrack) -> list[tuple[int, mido.Message]]:
@@ -116,52 +111,10 @@ class _TempoMap:
         return self._secs[i] + (tick - self._ticks[i]) * self._tempi[i] / 1e6 / self._tpb
 
 
-def _pedal_intervals(tracks, tempo: _TempoMap, end_s: float) -> list[tuple[float, float]]:
-    """`(down_s, up_s)` of the one pedal: the union of every channel's CC64."""
-    events = sorted(
-        (tick, msg.channel, msg.value >= 64)
-        for track in tracks for tick, msg in track
-        if msg.type == "control_change" and msg.control == SUSTAIN_CC
-    )
-    down_since: dict[int, float] = {}
-    pressed = []
-    for tick, channel, down in events:
-        if down and channel not in down_since:
-            down_since[channel] = tempo.seconds(tick)
-        elif not down and channel in down_since:
-            pressed.append((down_since.pop(channel), tempo.seconds(tick)))
-    pressed += [(start_s, end_s) for start_s in down_since.values()]
-    merged: list[tuple[float, float]] = []
-    for down_s, up_s in sorted(pressed):
-        if merged and down_s <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], up_s))
-        elif up_s > down_s:
-            merged.append((down_s, up_s))
-    return merged
-
-
-def _pedal_release(intervals: list[tuple[float, float]], t_s: float) -> float | None:
-    """When the pedal held at `t_s` goes up, or None when it is not down then."""
-    i = bisect.bisect_right(intervals, (t_s, math.inf)) - 1
-    if i >= 0 and intervals[i][0] <= t_s < intervals[i][1]:
-        return intervals[i][1]
-    return None
-
-
-def _played(track, tempo: _TempoMap, end_s: float) -> list[tuple[float, float, int, int]]:
-    """`(start_s, off_s, pitch, velocity)` from note-on/off pairs, first in first out per
-    channel and pitch; a stray note-off is ignored, a note never released ends with the file."""
-    sounding: dict[tuple[int, int], deque[tuple[float, int]]] = defaultdict(deque)
-    played = []
-    for tick, msg in track:
-        if msg.type == "note_on" and msg.velocity > 0:
-            sounding[msg.channel, msg.note].append((tempo.seconds(tick), msg.velocity))
-        elif msg.type in ("note_off", "note_on") and sounding.get((msg.channel, msg.note)):
-            start_s, velocity = sounding[msg.channel, msg.note].popleft()
-            played.append((start_s, tempo.seconds(tick), msg.note, velocity))
-    for (_, pitch), queue in sounding.items():
-        played += [(start_s, end_s, pitch, velocity) for start_s, velocity in queue]
-    return played
+def _timed(events, tempo: _TempoMap) -> list[TimedMessage]:
+    """Note and sustain messages of `(tick, message)` events, as raw bytes at seconds."""
+    return [TimedMessage(tempo.seconds(tick), bytes(msg.bytes())) for tick, msg in events
+            if msg.type in ("note_on", "note_off") or (msg.type == "control_change" and msg.control == SUSTAIN_CC)]
 
 
 # --- normalising ---------------------------------------------------------------------------

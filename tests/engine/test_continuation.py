@@ -8,10 +8,11 @@ import mido
 import pytest
 import torch
 
-from engine.offline.continuation import continue_notes, notes_from_events, write_duet
+from engine.offline.continuation import continue_notes
 from engine.tokens.grammar import NoteGrammar
 from engine.events import AI, PERFORMER, Note
-from engine.midi.midifile import load_midi_events
+from engine.midi.midifile import load_midi_events, write_duet
+from engine.midi.notes import notes_from_events
 from engine.tokens.decoder import IncrementalDecoder
 from tests.conftest import REPO, jamtui_cmd
 from tests.midi_fixtures import write_chords_with_pedal, write_garbage, write_no_notes

@@ -22,7 +22,10 @@ from engine.tokens.tokenizer import (
     TokenizerConfigError,
     make_config,
 )
-from engine.midi.notes import fold_sustain, notes_from_score, track_players
+from engine.midi.midifile import load_midi_events, midi_duration_s
+from engine.midi.notes import fold_sustain, notes_from_events, pair_notes
+from engine.training.data import assign_players
+from engine.training.midi_files import read_notes
 from tests import midi_fixtures as fx
 
 TOK = JamTokenizer()
@@ -112,15 +115,15 @@ def test_ids_equal_miditok_own_encoding_of_the_same_score():
 
 
 def test_pedal_is_folded_into_durations_from_a_midi_file(tmp_path):
-    score = symusic.Score(str(fx.write_chords_with_pedal(tmp_path)))
-    notes = notes_from_score(score)
+    events = load_midi_events(fx.write_chords_with_pedal(tmp_path))
+    notes = notes_from_events(events)
     ends = {(n.start_s, n.pitch): n.end_s for n in notes}
     # C chord released under the pedal (down 0-0.75): sounds until the pedal comes up.
     assert [ends[(0.0, p)] for p in (60, 64, 67)] == [0.75, 0.75, 0.75]
     # F chord released after the pedal came up, G chord released with it: unchanged.
     assert [ends[(0.5, p)] for p in (65, 69, 72)] == [1.0, 1.0, 1.0]
     assert [ends[(1.0, p)] for p in (67, 71, 74)] == [2.0, 2.0, 2.0]
-    assert [n.end_s for n in notes_from_score(score, fold_pedal=False)][:3] == [0.5, 0.5, 0.5]
+    assert [n.end_s for n in pair_notes(events, midi_duration_s(events))][:3] == [0.5, 0.5, 0.5]
 
 
 def test_pedal_extension_is_cut_by_a_restrike_of_the_same_pitch():
@@ -229,17 +232,11 @@ def test_conditions_come_after_bos_and_are_dropped_with_a_seeded_rng():
         Conditions(genre="polka")
 
 
-def test_track_players_for_hands_and_random_splits():
-    assert track_players(["Rechts 11", "Links 11"]) == [AI, PERFORMER]
-    assert track_players(["right", "left", "strings"], swap=True) == [PERFORMER, AI, AI]
-    for seed in range(20):
-        assert set(track_players(["a", "b", "c"], "random", rng=random.Random(seed))) == {PERFORMER, AI}
-
-
 def test_notes_from_a_two_hand_file(tmp_path):
-    score = symusic.Score(str(fx.write_two_tracks(tmp_path)))
-    notes = notes_from_score(score, track_players([t.name for t in score.tracks]))
-    assert [(n.start_s, n.pitch, n.player) for n in notes][:3] == [(0.0, 48, PERFORMER), (0.0, 72, AI), (0.5, 74, AI)]
+    notes = assign_players(read_notes(fx.write_two_tracks(tmp_path)), random.Random(0))
+    assert [(n.start_s, n.pitch) for n in notes][:3] == [(0.0, 48), (0.0, 72), (0.5, 74)]
+    left, right = {n.player for n in notes if n.pitch < 60}, {n.player for n in notes if n.pitch >= 60}
+    assert len(left) == len(right) == 1 and left != right  # each hand whole, to one player
 
 
 def test_save_load_round_trip_and_fingerprint(tmp_path):
