@@ -17,8 +17,11 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from engine.model.checkpoint import load_hf_checkpoint, new_hf_model, save_checkpoint
 from engine.model.config import DEFAULT_MODEL_DIR, ModelConfig
+from engine.tokens.tokenizer import JamTokenizer
 from engine.training.data import ExampleConfig, build_split
 from engine.training.loop import LoopConfig, LoopState, evaluate, train
 from engine.training.progress import Progress
@@ -98,7 +101,6 @@ def _from_export(out: Path, mcfg: ModelConfig, model) -> LoopState | None:
     state_path = out / TRAINING_STATE
     if not state_path.exists():
         return None
-    from engine.model.checkpoint import load_hf_checkpoint
 
     exported, meta = load_hf_checkpoint(out)
     if meta.config != mcfg:
@@ -160,8 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
-    from engine.model.checkpoint import new_hf_model, save_checkpoint
-    from engine.tokens.tokenizer import JamTokenizer
 
     if not (args.corpus / "manifest.json").exists():
         print(f"pretrain: error: {args.corpus}/manifest.json not found (run scripts/build-corpus first)", file=sys.stderr)
@@ -177,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     log.info("examples: train %s, val %s", stats["train"], stats["val"])
     mcfg = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=args.layers, n_embd=args.width, n_head=args.heads,
                        n_kv_head=args.heads, intermediate_size=args.ff, max_len=1024)
-    import torch
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     loop = LoopConfig(max_steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup, eval_every=args.eval_every,
@@ -200,7 +199,6 @@ def main(argv: list[str] | None = None) -> int:
     state = train(model, train_x, val_x, tokenizer.pad_id, loop, run_dir / "ckpt", json_lines=args.json,
                   on_best=export, initial_state=initial)
     # The export is the best model: measure it on the whole validation split for the card.
-    from engine.model.checkpoint import load_hf_checkpoint
 
     best, _ = load_hf_checkpoint(args.out)
     full_val = evaluate(best.to(device), val_x, tokenizer.pad_id, args.batch)

@@ -2,7 +2,9 @@
 answer) it exits 0 in silence with a complete recording; while starting, 130 with nothing played."""
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import threading
 import time
@@ -66,19 +68,38 @@ def test_ctrl_c_at_a_random_moment(jack_server, tmp_path):
 
 @pytest.mark.jack
 def test_ctrl_c_while_starting(jack_server, tmp_path):
-    """Ctrl-C before the jam began (loading the model): status 130, no traceback, nothing
-    played and no recording left half-written."""
-    rng = random.Random(7)
+    """Ctrl-C before the jam began: status 130, no traceback, nothing played and no recording
+    left half-written. The preset is a named pipe this test holds open without writing, so
+    jamtui waits reading it, before its own Ctrl-C handler goes in: the moment is certain."""
+    preset = tmp_path / "held.toml"
+    os.mkfifo(preset)
     rec = RecordingClient("ctrl-c start rec")
+    jam = JamtuiProc("jam", "--headless", "--preset", str(preset), "--out", "ctrl-c start rec",
+                     "--record", str(tmp_path / "rec"))
     try:
-        for rep in range(2):
-            jam = JamtuiProc("jam", "--headless", "--out", "ctrl-c start rec", "--record", str(tmp_path / "rec"))
-            time.sleep(rng.uniform(0.3, 1.5))
+        writer = hold_open_once_read(preset, jam)
+        try:
             code = jam.interrupt()
-            assert "Traceback" not in jam.stderr, jam.stderr
-            # (on a machine that starts the jam sooner than that, Ctrl-C ends the jam itself: 0)
-            assert code == (0 if "jamtui jam:" in jam.stderr else 130), jam.stderr
+        finally:
+            os.close(writer)
+        assert "Traceback" not in jam.stderr, jam.stderr
+        assert "jamtui jam:" not in jam.stderr and code == 130, f"exit {code}: {jam.stderr}"
         assert not [m for m in rec.snapshot() if is_note_on(m)]
         assert not list((tmp_path / "rec").glob("*.partial.jsonl"))
     finally:
+        jam.kill()
         rec.close()
+
+
+def hold_open_once_read(fifo, jam: JamtuiProc, timeout_s: float = 90) -> int:
+    """Wait until jamtui opens `fifo` to read it; return its write end, open with nothing
+    written, so jamtui's read waits until that end is closed."""
+    deadline = time.monotonic() + timeout_s
+    while jam.popen.poll() is None and time.monotonic() < deadline:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # never blocks: ENXIO while nobody reads
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+        time.sleep(0.02)
+    pytest.fail(f"jamtui did not read its preset within {timeout_s} s (exit {jam.popen.poll()}): {jam.stderr}")

@@ -10,66 +10,15 @@ from pathlib import Path
 import mido
 import pytest
 
-from engine.clock import FakeClock, s_to_ns
+from engine.clock import FakeClock
 from engine.events import Kind, MidiEvent, control, note_off, note_on
 from engine.midi.recorder import JOURNAL_SUFFIX, SessionRecorder
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TICKS_PER_S = 960
-
-
-def read_track(track: mido.MidiTrack) -> list[tuple[int, mido.Message]]:
-    """(absolute tick, message) for the channel messages of one track."""
-    tick, out = 0, []
-    for msg in track:
-        tick += msg.time
-        if not msg.is_meta:
-            out.append((tick, msg))
-    return out
+from tests.engine.recordings import START_NS, TICKS_PER_S, at, read_track, summary
+from tests.midi_checks import assert_track_balanced
 
 
 def track_end_tick(track: mido.MidiTrack) -> int:
     return sum(msg.time for msg in track)
-
-
-def summary(events: list[tuple[int, mido.Message]]) -> list[tuple]:
-    rows = []
-    for tick, msg in events:
-        if msg.type in ("note_on", "note_off"):
-            rows.append((tick, msg.type, msg.channel, msg.note, msg.velocity))
-        elif msg.type == "control_change":
-            rows.append((tick, msg.type, msg.channel, msg.control, msg.value))
-        elif msg.type == "pitchwheel":
-            rows.append((tick, msg.type, msg.channel, msg.pitch))
-        elif msg.type == "program_change":
-            rows.append((tick, msg.type, msg.channel, msg.program))
-        else:
-            rows.append((tick, msg.type, msg.channel, msg.value))
-    return rows
-
-
-def assert_balanced(events: list[tuple[int, mido.Message]]) -> None:
-    held: dict[tuple[int, int], int] = {}
-    pedal: dict[int, bool] = {}
-    for _, msg in events:
-        key = (msg.channel, getattr(msg, "note", -1))
-        if msg.type == "note_on" and msg.velocity > 0:
-            held[key] = held.get(key, 0) + 1
-        elif msg.type in ("note_on", "note_off"):
-            held[key] = max(0, held.get(key, 0) - 1)
-        elif msg.type == "control_change" and msg.control == 64:
-            pedal[msg.channel] = msg.value >= 64
-    assert not any(held.values()), held
-    assert not any(pedal.values()), pedal
-
-
-START_NS = 5_000_000_000
-
-
-def at(clock: FakeClock, t_s: float) -> int:
-    """Move the fake clock to `t_s` after the recording starts; return the time in ns."""
-    clock.set(START_NS + s_to_ns(t_s))
-    return clock.now_ns()
 
 
 def test_known_duet_round_trips_through_the_midi_file(tmp_path: Path) -> None:
@@ -120,8 +69,8 @@ def test_known_duet_round_trips_through_the_midi_file(tmp_path: Path) -> None:
         (1440, "note_on", 1, 71, 70),
         (1920, "note_off", 1, 71, 0),
     ]
-    assert_balanced(performer)
-    assert_balanced(ai)
+    assert_track_balanced(performer)
+    assert_track_balanced(ai)
     assert [track_end_tick(t) for t in midi.tracks] == [1920, 1920]
     assert midi.length == pytest.approx(2.0)
 

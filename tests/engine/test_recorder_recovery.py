@@ -20,7 +20,9 @@ import pytest
 from engine.clock import FakeClock
 from engine.events import note_off, note_on
 from engine.midi.recorder import JOURNAL_SUFFIX, SessionRecorder, recover
-from tests.engine.test_recorder import REPO_ROOT, START_NS, TICKS_PER_S, assert_balanced, at, read_track, summary
+from tests.conftest import REPO
+from tests.engine.recordings import START_NS, TICKS_PER_S, at, read_track, summary
+from tests.midi_checks import assert_track_balanced
 
 try:
     import fcntl
@@ -148,7 +150,7 @@ CHILD = textwrap.dedent("""
 
 
 def test_kill_9_loses_at_most_the_last_second(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str | None] = queue.Queue()
@@ -197,8 +199,8 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path: Path) -> None:
     midi = mido.MidiFile(paths.midi_path)
     assert [t.name for t in midi.tracks] == ["performer", "ai"]
     performer, ai = (read_track(t) for t in midi.tracks)
-    assert_balanced(performer)
-    assert_balanced(ai)
+    assert_track_balanced(performer)
+    assert_track_balanced(ai)
     pitches = [msg.note for _, msg in performer if msg.type == "note_on"]
     assert len(pitches) >= 10
     assert pitches == [48 + i % 24 for i in range(len(pitches))]  # a prefix, nothing reordered

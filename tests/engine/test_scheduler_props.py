@@ -8,6 +8,7 @@ from engine.clock import FakeClock
 from engine.events import Kind, control, note_off, note_on
 from engine.midi.memory import MemoryOutputPort
 from engine.midi.scheduler import OutputScheduler
+from tests.midi_checks import assert_balanced
 
 MS = 1_000_000
 
@@ -29,24 +30,6 @@ action = st.one_of(
     st.tuples(st.just("cancel"), st.integers(0, 700)),
     st.tuples(st.just("panic"), st.integers(0, 700)),
 )
-
-
-def assert_balanced(port: MemoryOutputPort) -> None:
-    sounding: set[tuple[int, int]] = set()
-    for e in port.events:
-        key = (e.channel, e.number)
-        if e.kind is Kind.NOTE_ON:
-            assert key not in sounding, f"note-on for sounding {key} without an off first"
-            sounding.add(key)
-        elif e.kind is Kind.NOTE_OFF:
-            assert key in sounding, f"note-off for silent {key}"
-            sounding.discard(key)
-    assert not sounding, f"left hanging: {sounding}"
-    pedal_last = {}
-    for e in port.events:
-        if e.kind is Kind.CONTROL and e.number == 64:
-            pedal_last[e.channel] = e.value
-    assert all(v < 64 for v in pedal_last.values())
 
 
 @settings(max_examples=300, deadline=None)
@@ -84,7 +67,7 @@ def test_output_always_balanced(notes, raws, actions, steps, stop_ms, late_ms):
             sched.panic()
     clock.set(max(clock.now_ns(), stop_ms * MS))
     sched.stop()
-    assert_balanced(port)
+    assert_balanced(port.events)
     assert sched.sounding() == set()
 
 
@@ -104,4 +87,4 @@ def test_cancel_then_run_to_end_plays_exactly_committed_notes(notes, cut_ms):
     onsets = [e for e in port.events if e.kind is Kind.NOTE_ON]
     assert all(e.t_ns <= cut_ms * MS for e in onsets)
     assert len(onsets) == sum(1 for n in notes if n[1] <= cut_ms)
-    assert_balanced(port)
+    assert_balanced(port.events)

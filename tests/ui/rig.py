@@ -15,6 +15,7 @@ from jamtui.screens.jam import RUNNING
 from jamtui.widgets.eventlog import EventLog
 from jamtui.widgets.meters import Meters
 from jamtui.widgets.status import JamStatus
+from tests.midi_checks import assert_balanced
 
 PORTS = PortList("fake", ["Stage Piano"], ["Synth"])
 PHRASE = [60, 64, 67, 72, 67, 64, 60, 64]
@@ -115,17 +116,6 @@ def log_text(app: JamApp) -> str:
 
 def metrics(app: JamApp):
     return app.screen.query_one(Meters).metrics
-
-
-def assert_balanced(events: list[MidiEvent]) -> None:
-    """Every note-on is ended by a note-off (a re-strike is ended by the scheduler first)."""
-    sounding: set[tuple[int, int]] = set()
-    for e in events:
-        if e.is_note_on:
-            sounding.add((e.channel, e.number))
-        elif e.is_note_off:
-            sounding.discard((e.channel, e.number))
-    assert not sounding, f"hung notes: {sounding}"
 
 
 def assert_ends_in_silence(rig: Rig) -> None:
