@@ -11,14 +11,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import mido
-
-from engine.events import AI, PERFORMER, PLAYER_NAMES, SUSTAIN_CC, Note
-from engine.midi.notes import fold_sustain
+from engine.events import AI, PERFORMER, PLAYER_NAMES, Note
 from engine.offline import music_figures as figures
 from engine.offline.music_overlap import overlapping_areas
 from engine.presets.files import load_preset
 from engine.presets.schema import MODES, PresetError
+from engine.training.midi_files import read_tracks as read_tracks_of
 
 log = logging.getLogger(__name__)
 
@@ -132,74 +130,9 @@ def join_performances(performances: Iterable[Sequence[Note]], gap_s: float = 2 *
 # ---- files ----
 
 def read_tracks(path: str | os.PathLike) -> list[tuple[str, list[Note]]]:
-    """(track name, notes) of each track of a MIDI file, in seconds by the file's tempo map:
-    note-on/off paired first in, first out per channel and pitch (note-on at velocity 0 is a
-    note-off), notes still held at the end ended there, and the track's own sustain pedal (CC64
-    at 64 or more is down) folded in with `fold_sustain`. Notes are player PERFORMER until
-    the caller says otherwise."""
-    midi = mido.MidiFile(path)
-    tempo_map = _tempo_map(midi)
-    timed = []
-    end_tick = 0
-    for track in midi.tracks:
-        tick, messages, name = 0, [], ""
-        for message in track:
-            tick += message.time
-            if message.type == "track_name" and not name:
-                name = message.name
-            elif not message.is_meta:
-                messages.append((tick, message))
-        end_tick = max(end_tick, tick)
-        timed.append((name, messages))
-    end_s = _seconds(end_tick, tempo_map, midi.ticks_per_beat)
-    return [(name, _track_notes(messages, tempo_map, midi.ticks_per_beat, end_s)) for name, messages in timed]
-
-
-def _tempo_map(midi: mido.MidiFile) -> list[tuple[int, float, int]]:
-    """(tick, seconds at that tick, tempo from there on), from the set_tempo of every track."""
-    changes: dict[int, int] = {}
-    for track in midi.tracks:
-        tick = 0
-        for message in track:
-            tick += message.time
-            if message.type == "set_tempo":
-                changes[tick] = message.tempo
-    tempo_map = [(0, 0.0, changes.pop(0, 500_000))]
-    for tick, tempo in sorted(changes.items()):
-        last_tick, last_s, last_tempo = tempo_map[-1]
-        tempo_map.append((tick, last_s + mido.tick2second(tick - last_tick, midi.ticks_per_beat, last_tempo), tempo))
-    return tempo_map
-
-
-def _seconds(tick: int, tempo_map: list[tuple[int, float, int]], ticks_per_beat: int) -> float:
-    for at_tick, at_s, tempo in reversed(tempo_map):
-        if tick >= at_tick:
-            return at_s + mido.tick2second(tick - at_tick, ticks_per_beat, tempo)
-    return 0.0
-
-
-def _track_notes(messages: list, tempo_map: list, ticks_per_beat: int, end_s: float) -> list[Note]:
-    held: dict[tuple[int, int], list[tuple[float, int]]] = defaultdict(list)
-    pedal_down: dict[int, float] = {}
-    notes: list[Note] = []
-    pedals: list[tuple[float, float]] = []
-    for tick, message in messages:
-        t_s = _seconds(tick, tempo_map, ticks_per_beat)
-        if message.type == "note_on" and message.velocity > 0:
-            held[message.channel, message.note].append((t_s, message.velocity))
-        elif message.type in ("note_on", "note_off"):
-            if held[message.channel, message.note]:
-                start_s, velocity = held[message.channel, message.note].pop(0)
-                notes.append(Note(start_s, t_s, message.note, velocity))
-        elif message.type == "control_change" and message.control == SUSTAIN_CC:
-            if message.value >= 64:
-                pedal_down.setdefault(message.channel, t_s)
-            elif message.channel in pedal_down:
-                pedals.append((pedal_down.pop(message.channel), t_s))
-    for (_, pitch), starts in held.items():
-        notes += [Note(start_s, end_s, pitch, velocity) for start_s, velocity in starts]
-    pedals += [(down_s, end_s) for down_s in pedal_down.values()]
-    return figures.by_onset(fold_sustain(notes, pedals))
+    """(track name, notes) of each track of a duet file, each track its own instrument
+    (`engine.training.midi_files.read_tracks`); a bad file is a one-line MidiFileError."""
+    return [(name, figures.by_onset(notes)) for name, notes in read_tracks_of(path, one_piano=False)]
 
 
 def read_duet(path: str | os.PathLike) -> tuple[list[Note], list[Note]]:

@@ -63,20 +63,33 @@ def read_notes(path: str | Path) -> list[list[Note]]:
     but never past the next onset of its pitch in any track. Notes come sorted by start,
     then pitch; `player` is PERFORMER.
     """
+    return [notes for _name, notes in read_tracks(path)]
+
+
+def read_tracks(path: str | Path, *, one_piano: bool = True) -> list[tuple[str, list[Note]]]:
+    """(track name, notes) of each track, read as `read_notes` does; with `one_piano` False
+    each track is its own instrument (a duet file): its own pedal, its own re-strikes."""
     midi = load_midi(path)
     tracks = [_absolute(track) for track in midi.tracks]
+    names = [next((msg.name for _tick, msg in track if msg.type == "track_name"), "") for track in tracks]
     tempo = _TempoMap(tracks, midi.ticks_per_beat, str(path))
     end_s = tempo.seconds(max((track[-1][0] for track in tracks if track), default=0))
     played = [pair_notes(_timed(track, tempo), end_s) for track in tracks]
-    # Every track's pedal as one; at one tick and channel a release comes before a press,
-    # whatever the track order.
+    if one_piano:
+        folded = iter(fold_sustain([n for notes in played for n in notes], _pedals(tracks, tempo, end_s)))
+        played = [list(itertools.islice(folded, len(notes))) for notes in played]
+    else:
+        played = [fold_sustain(notes, _pedals([track], tempo, end_s)) for notes, track in zip(played, tracks)]
+    return [(name, sorted(notes, key=lambda n: (n.start_s, n.pitch, n.end_s))) for name, notes in zip(names, played)]
+
+
+def _pedals(tracks, tempo: _TempoMap, end_s: float) -> list[tuple[float, float]]:
+    # Every given track's pedal as one; at one tick and channel a release comes before a
+    # press, whatever the track order.
     pedal = sorted(((tick, msg) for track in tracks for tick, msg in track
                     if msg.type == "control_change" and msg.control == SUSTAIN_CC),
                    key=lambda e: (e[0], e[1].channel, e[1].value >= 64))
-    pedals = sustain_intervals(_timed(pedal, tempo), end_s)
-    folded = iter(fold_sustain([n for notes in played for n in notes], pedals))
-    return [sorted(itertools.islice(folded, len(notes)), key=lambda n: (n.start_s, n.pitch, n.end_s))
-            for notes in played]
+    return sustain_intervals(_timed(pedal, tempo), end_s)
 
 
 def _absolute(track: mido.MidiTrack) -> list[tuple[int, mido.Message]]:

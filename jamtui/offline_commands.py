@@ -1,0 +1,146 @@
+"""The command line's offline commands: generate, simulate, review, bench and preset (no MIDI
+ports, no console); `jamtui.cli` parses the arguments and calls them."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from jamtui.errors import UserError
+
+
+def load_model(path: Path | None):
+    from engine.model.load import load_model as load
+
+    return load(path)
+
+
+def preset_and_model(name: str):
+    from engine.presets.files import load_preset
+    from engine.presets.schema import resolve_model_path
+
+    preset = load_preset(name)
+    return (preset, *load_model(resolve_model_path(preset)))
+
+
+
+
+def cmd_bench(args) -> int:
+    from engine.offline.bench import run_all
+    from engine.midi.ports import open_output
+
+    from engine.presets.files import load_preset
+
+    if args.cues < 0:
+        raise UserError(f"--cues must be 0 or more, got {args.cues}")
+    preset = load_preset(args.preset)
+    model, tokenizer = (None, None) if args.no_model else load_model(args.model)
+    port = open_output(args.out, api=args.api) if args.out else None
+    try:
+        result = run_all(n_events=args.events, load=not args.no_load, load_threads=args.load_threads, port=port,
+                         model=model, tokenizer=tokenizer, preset=preset, cues=args.cues)
+    finally:
+        if port is not None:
+            port.close()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="jamtui bench")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from engine.tokens.conditions import Conditions
+    from engine.offline.continuation import continue_notes
+    from engine.events import AI, PERFORMER
+    from engine.model.sampling import Sampling
+    from engine.midi.midifile import load_midi_events, write_duet
+    from engine.midi.notes import notes_from_events
+
+    if args.seconds <= 0:
+        raise UserError(f"--seconds must be positive, got {args.seconds}")
+    prompt = notes_from_events(load_midi_events(args.prompt))
+    model, tokenizer = load_model(args.model)
+    try:
+        conditions = Conditions(genre=args.genre) if args.genre else None
+    except ValueError as exc:
+        raise UserError(f"--genre: {exc}") from exc
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, repetition_penalty=1.05)
+    players = (PERFORMER, AI) if args.both else (AI,)
+    notes, stats = continue_notes(model, tokenizer, prompt, args.seconds, sampling=sampling, seed=args.seed,
+                                  conditions=conditions, players=players)
+    write_duet(args.out, prompt + notes)
+    print(f"jamtui generate: {len(notes)} notes in {args.seconds:g} s of music "
+          f"({stats.tokens} tokens, {stats.compute_s:.2f} s compute, real-time factor {stats.rtf:.1f}) -> {args.out}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_preset(args) -> int:
+    from engine.presets.files import list_presets, load_preset
+    from engine.presets.schema import dump_preset
+
+    if args.preset_command == "list":
+        infos = list_presets()
+        width = max((len(info.name) for info in infos), default=0)
+        for info in infos:
+            summary = info.description.splitlines()[0] if info.description else ""
+            print(f"{info.name:<{width}}  {info.source:<7}  {summary}")
+    elif args.preset_command == "show":
+        print(dump_preset(load_preset(args.preset)), end="")
+    else:
+        load_preset(args.file)
+        print(f"ok: {args.file}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from engine.midi.midifile import load_midi_events
+    from engine.offline.simulate import simulate
+
+    load_midi_events(args.performer)  # a clear error for a bad file before the model loads
+    if args.minutes is not None and args.minutes <= 0:
+        raise UserError(f"--minutes must be positive, got {args.minutes}")
+    preset, model, tokenizer = preset_and_model(args.preset)
+    report = simulate(args.performer, model, tokenizer, preset, args.out, minutes=args.minutes, seed=args.seed)
+    args.report.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report))
+    return 0
+
+def cmd_review(args) -> int:
+    from engine.offline.review import review_file
+
+    rows = []
+    for path in args.files:
+        try:
+            rows.append(review_file(path, mode=args.mode))
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, allow_nan=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="jamtui review")
+    table.add_column("figure")
+    for row in rows:
+        table.add_column(f"{Path(str(row['file'])).name} ({row['mode']})", justify="right")
+    for key in [k for k in rows[0] if k not in ("file", "mode")]:
+        table.add_row(key, *(_shown(row.get(key)) for row in rows))
+    Console().print(table)
+    return 0
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
