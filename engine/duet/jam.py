@@ -212,7 +212,8 @@ class Jam:
             raise ValueError("no recordings directory was given to this jam")
         source, sink = self._ports
         recorder = SessionRecorder(self.recordings_dir, self.clock,
-                                   meta={"in": source.name, "out": sink.name, "preset": self._preset.name})
+                                   meta={"in": source.name, "out": sink.name, "preset": self._preset.name,
+                                         "mode": str(self.mode)})
         recorder.start()
         self._recorder = recorder
         self._session.set_recorder(recorder)
