@@ -1,14 +1,12 @@
-"""What happens to the model's notes before they sound: the preset's limits, and the echo
-measure of modes without turns. Pure functions and one small collector."""
+"""What happens to the model's notes before they sound: the preset's register, velocity and
+polyphony limits, and a turn's end. A pure function."""
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Sequence
 
 from engine.events import AI, Note
-from engine.duet.injection import EchoMeter, keep_register
-
-ECHO_PHRASE_S, ECHO_CALL_S = 2.0, 4.0  # accompany/continuous: AI phrases of 2 s vs the performer's last 4 s
+from engine.duet.injection import keep_register
 
 
 def within_limits(notes: Sequence[Note], limits, recent_ai: Sequence[Note], *, turn_end_s: float | None = None,
@@ -31,22 +29,3 @@ def within_limits(notes: Sequence[Note], limits, recent_ai: Sequence[Note], *, t
         out.append(replace(n, pitch=pitch, velocity=velocity, player=AI))
     return out
 
-
-class EchoWindows:
-    """Without turns, the AI's phrases are its 2 s stretches, each compared with what the
-    performer played in the 4 s before it (when they played a phrase, 3 notes or more)."""
-
-    def __init__(self, meter: EchoMeter) -> None:
-        self.meter = meter
-        self._window: list[Note] = []
-
-    def add(self, ai_notes: Sequence[Note], performer_notes: Sequence[Note]) -> None:
-        self._window += ai_notes
-        if not self._window or self._window[-1].start_s - self._window[0].start_s < ECHO_PHRASE_S:
-            return
-        start_s = self._window[0].start_s
-        call = [n for n in performer_notes if start_s - ECHO_CALL_S <= n.start_s < start_s]
-        if len(call) >= 3:
-            self.meter.observe_performer(call)
-            self.meter.observe_ai(self._window)
-        self._window = []

@@ -270,29 +270,6 @@ def is_echo(
     return phrase_similarity(ai_phrase, performer_phrase) >= threshold
 
 
-class EchoMeter:
-    """Counts the AI's phrases that echo the performer's latest. One owner thread."""
-
-    def __init__(self, threshold: float = 0.7) -> None:
-        self.threshold = threshold
-        self.ai_phrases = 0
-        self.echoes = 0
-        self._performer: tuple[Note, ...] = ()
-
-    def observe_performer(self, phrase: Sequence[Note]) -> None:
-        self._performer = tuple(phrase)
-
-    def observe_ai(self, phrase: Sequence[Note]) -> bool:
-        echo = is_echo(phrase, self._performer, self.threshold)
-        self.ai_phrases += 1
-        self.echoes += int(echo)
-        return echo
-
-    @property
-    def echo_rate(self) -> float:
-        return self.echoes / self.ai_phrases if self.ai_phrases else 0.0
-
-
 def echo_penalty_pitches(performer_phrase: Sequence[Note], n: int = 8) -> tuple[int, ...]:
     """The phrase's first n pitches in onset order: an echo would play them next, so the
     sampler should lower their logits at the matching positions of the AI's answer."""

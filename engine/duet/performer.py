@@ -2,10 +2,19 @@
 the hand-over signal, and the listener that follows them. Control thread only."""
 from __future__ import annotations
 
+import enum
+
 from engine.events import PERFORMER, SUSTAIN_CC, Kind, MidiEvent, Note
 from engine.duet.listening import Listener
 
 MEMORY_S = 30.0  # notes kept for the context (the longest context_s)
+
+
+class Took(enum.Enum):
+    """What an event was to the track, when it was something to act on."""
+
+    KEY_DOWN = "key down"  # a played key (the hand-over key is not one)
+    NOTE_ENDED = "note ended"  # a key went up: a finished note
 
 
 class PerformerTrack:
@@ -17,9 +26,9 @@ class PerformerTrack:
         self.handover = False
         self.notes_in = 0
 
-    def take(self, event: MidiEvent, t_s: float, handover, *, keep_phrase: bool) -> str | None:
-        """Follow one event at session time t_s; returns "on" for a played key, "off" for a
-        finished note, None otherwise. `keep_phrase`: calls are answered (call-and-response),
+    def take(self, event: MidiEvent, t_s: float, handover, *, keep_phrase: bool) -> Took | None:
+        """Follow one event at session time t_s; returns what it was (`Took`), None when
+        nothing to act on. `keep_phrase`: calls are answered (call-and-response),
         so the phrase grows until the answer; else only its latest notes are kept."""
         if event.is_note_on:
             if handover is not None and handover.kind == "note" and event.number == handover.number:
@@ -28,7 +37,7 @@ class PerformerTrack:
             self.notes_in += 1
             self.listener.note_on(t_s, event.number, event.value)
             self.held[event.number] = (t_s, event.value)
-            return "on"
+            return Took.KEY_DOWN
         if event.is_note_off:
             self.listener.note_off(t_s, event.number)
             started = self.held.pop(event.number, None)
@@ -42,7 +51,7 @@ class PerformerTrack:
             horizon = t_s - MEMORY_S
             if self.notes[0].end_s < horizon:
                 self.notes = [n for n in self.notes if n.end_s >= horizon]
-            return "off"
+            return Took.NOTE_ENDED
         if event.kind is Kind.CONTROL:
             if event.number == SUSTAIN_CC:
                 self.listener.pedal(t_s, event.value >= 64)

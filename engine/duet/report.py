@@ -1,41 +1,73 @@
-"""What a session reports (events, metrics) and how it times its responses."""
+"""What a session reports (its events and the counters behind its metrics) and how it times
+its responses."""
 from __future__ import annotations
 
+import collections
+import enum
+import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from engine.metrics import LatencyTracker
 
+log = logging.getLogger("engine.duet.session")
+
 PREPARE_MIN_S, PREPARE_MAX_S = 0.06, 0.4  # a turn's first chunk is asked for this long before its cue
+COMPUTE_GUESS_S = 0.05  # the compute estimates before anything was measured
 
 
-def prepare_s(entry_compute_s: float, phrase_gap_s: float | None) -> float:
-    """Lead for an entry's first chunk: three times its measured compute, at least
-    PREPARE_MIN_S, at most PREPARE_MAX_S and (call-and-response) half the phrase gap."""
-    cap = PREPARE_MAX_S if phrase_gap_s is None else min(PREPARE_MAX_S, phrase_gap_s / 2)
-    return min(max(3 * entry_compute_s + 0.02, PREPARE_MIN_S), cap)
+class Pacing:
+    """Running estimates of generation compute, and the leads they set: how long before a cue
+    an entry's first chunk is asked for, how far ahead of now generation writes. Control
+    thread only (a UI's `metrics` reads `prepare_s`: a float, always whole)."""
+
+    def __init__(self) -> None:
+        self._entry_compute_s = COMPUTE_GUESS_S  # until an entry's first note is ready
+        self._chunk_compute_s = COMPUTE_GUESS_S  # a whole chunk
+
+    def measured(self, compute_s: float, ready_s: float, *, entry: bool) -> None:
+        """A chunk took `compute_s`, its first note `ready_s`; `entry`: it started a turn."""
+        self._chunk_compute_s += 0.2 * (compute_s - self._chunk_compute_s)
+        if entry:
+            self._entry_compute_s += 0.2 * (ready_s - self._entry_compute_s)
+
+    def prepare_s(self, phrase_gap_s: float | None) -> float:
+        """Lead for an entry's first chunk: three times its measured compute, at least
+        PREPARE_MIN_S, at most PREPARE_MAX_S and (call-and-response) half the phrase gap."""
+        cap = PREPARE_MAX_S if phrase_gap_s is None else min(PREPARE_MAX_S, phrase_gap_s / 2)
+        return min(max(3 * self._entry_compute_s + 0.02, PREPARE_MIN_S), cap)
+
+    def lookahead_s(self, preset_lookahead_s: float) -> float:
+        """The preset's lookahead, longer on a machine too slow for it (play later, not stutter)."""
+        return max(preset_lookahead_s, 2 * self._chunk_compute_s + 0.05)
 
 
-def lookahead_s(preset_lookahead_s: float, chunk_compute_s: float) -> float:
-    """The preset's lookahead, longer on a machine too slow for it (play later, not stutter)."""
-    return max(preset_lookahead_s, 2 * chunk_compute_s + 0.05)
+class EventKind(enum.StrEnum):
+    """What a `SessionEvent` says happened; equal to its string name."""
+
+    AI_PHRASE_STARTED = "ai_phrase_started"  # detail: until_s
+    AI_PHRASE_ENDED = "ai_phrase_ended"
+    AI_YIELDED = "ai_yielded"  # detail: before_entry (True when it had not played yet)
+    MODE_CHANGED = "mode_changed"  # detail: mode, previous
+    PRESET_CHANGED = "preset_changed"  # detail: name
+    PANICKED = "panicked"
+    GENERATION_FAILED = "generation_failed"  # detail: error; the session plays on
+    FAILED = "failed"  # detail: where, error; the session stops in silence
 
 
 @dataclass(frozen=True)
 class SessionEvent:
-    """Something a UI shows: kind ("ai_phrase_started", "ai_phrase_ended", "ai_yielded",
-    "mode_changed", "preset_changed", "panicked", "generation_failed", "failed"), session
-    seconds, detail."""
+    """Something a UI shows: its kind, session seconds, detail."""
 
-    kind: str
+    kind: EventKind
     t_s: float
     detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SessionMetrics:
-    mode: str
+    mode: str  # a `Mode` from a session
     response_latency_ms_p50: float
     response_latency_ms_p99: float
     responses: int
@@ -125,3 +157,104 @@ class CueTimer:
                 waited = max(self._first_on_ns if self._first_on_ns is not None else sent_ns, ready) - self._cue_ns
             self.latency.add(max(0, waited))
             self._cue_ns = None
+
+
+class Report:
+    """The events a session emits (a bounded stream the UI drains, and the `on_event`
+    callback) and its counters, under one lock; `metrics` assembles them with the figures the
+    session's parts keep. Any thread: the scheduler thread counts sends, the control thread
+    the rest, a UI reads."""
+
+    def __init__(self, cues: CueTimer, on_event: Callable[[SessionEvent], None] | None = None) -> None:
+        self._cues = cues
+        self._on_event = on_event
+        self._events: collections.deque[SessionEvent] = collections.deque(maxlen=1000)
+        self._lock = threading.Lock()
+        self._notes_out = self._chunks = self._generation_errors = self._late_notes = self._revisions = 0
+        self._late_ns_max = 0
+        self._compute_s = self._music_s = 0.0
+
+    def emit(self, kind: EventKind, t_s: float, **detail: Any) -> None:
+        event = SessionEvent(kind, t_s, detail)
+        self._events.append(event)
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:  # noqa: BLE001 - a UI bug must not stop the music
+                log.exception("on_event callback failed")
+
+    def events(self) -> list[SessionEvent]:
+        """The events since the last call (oldest first)."""
+        out = []
+        while self._events:
+            out.append(self._events.popleft())
+        return out
+
+    def note_sent(self) -> None:
+        with self._lock:
+            self._notes_out += 1
+
+    def chunk_done(self, compute_s: float, music_s: float) -> None:
+        """A chunk came back (failed or not) after `compute_s` of compute, for `music_s` of music."""
+        with self._lock:
+            self._chunks += 1
+            self._compute_s += compute_s
+            self._music_s += music_s
+
+    def generation_failed(self) -> None:
+        with self._lock:
+            self._generation_errors += 1
+
+    def late(self, late_ns: int) -> None:
+        """A note computed after its time, played `late_ns` late."""
+        with self._lock:
+            self._late_notes += 1
+            self._late_ns_max = max(self._late_ns_max, late_ns)
+
+    def revised(self) -> None:
+        with self._lock:
+            self._revisions += 1
+
+    @property
+    def compute_s(self) -> float:
+        """Generation compute (s) so far."""
+        with self._lock:
+            return self._compute_s
+
+    def response_samples_ms(self) -> list[float]:
+        """Every response latency so far (ms), oldest first."""
+        return [v / 1e6 for v in self._cues.latency.samples()]
+
+    def metrics(self, *, mode: str, preset: str, lead_s: float, prepare_s: float, notes_in: int,
+                capture, output, generation_queue_depth: int, echo_rate: float, ai_phrases: int) -> SessionMetrics:
+        """The counters with what the session passes in: `capture` and `output` are the
+        capture's and the scheduler's stats."""
+        summary = self._cues.latency.summary_ms("response")
+        first = self._cues.entry_compute.summary_ms("first")
+        with self._lock:
+            return SessionMetrics(
+                mode=mode,
+                preset=preset,
+                response_latency_ms_p50=summary["response_ms_p50"],
+                response_latency_ms_p99=summary["response_ms_p99"],
+                responses=int(summary["response_count"]),
+                rtf=self._music_s / self._compute_s if self._compute_s else float("inf"),
+                lead_s=lead_s,
+                input_queue_depth=capture.queue_depth,
+                output_pending=output.pending,
+                generation_queue_depth=generation_queue_depth,
+                dropped_onsets=capture.dropped + output.dropped_late,
+                notes_in=notes_in,
+                notes_out=self._notes_out,
+                chunks=self._chunks,
+                generation_errors=self._generation_errors,
+                echo_rate=echo_rate,
+                lateness_ms_p99=output.lateness_ms_p99,
+                entry_compute_ms_p50=first["first_ms_p50"],
+                ai_phrases=ai_phrases,
+                compute_s=self._compute_s,
+                late_notes=self._late_notes,
+                revisions=self._revisions,
+                late_ms_max=self._late_ns_max / 1e6,
+                prepare_ms=prepare_s * 1000,
+            )

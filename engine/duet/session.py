@@ -2,42 +2,45 @@
 output scheduler, driven live on threads or step by step (`tick`) on a `FakeClock`."""
 from __future__ import annotations
 
-import collections
 import logging
+import math
 import queue
 import threading
+from dataclasses import replace
 from typing import Any, Callable
 
 from engine.clock import Clock, FakeClock, MonotonicClock, s_to_ns
-from engine.duet.fitting import EchoWindows, within_limits
 from engine.events import MidiEvent, Note
+from engine.duet.control import Commands, Panic, SetMode, SetPreset
+from engine.duet.echo import EchoMeter, EchoWindows
+from engine.duet.fitting import within_limits
+from engine.duet.injection import blend, input_delay_s, interleave
+from engine.duet.performer import MEMORY_S, PerformerTrack, Took
+from engine.duet.report import CueTimer, EventKind, Pacing, Report, SessionEvent, SessionMetrics
+from engine.duet.settings import conditions_of, injection_of, sampling_of
+from engine.duet.turns import RING_S, Turns
 from engine.duet.worker import (
-    ChunkGenerator, ChunkRequest, ChunkResult, EntryResult, GenerationWorker, NoteResult, SyncRequest,
+    ChunkGenerator, ChunkRequest, ChunkResult, EntryRequest, EntryResult, GenerationWorker, NoteResult, SyncRequest,
 )
-from engine.duet.injection import EchoMeter, blend, input_delay_s, interleave
 from engine.midi.capture import Capture
 from engine.midi.scheduler import OutputScheduler
-from engine.duet.performer import MEMORY_S, PerformerTrack
-from engine.presets.schema import Preset
-from engine.duet.control import SessionControl
-from engine.duet.report import CueTimer, SessionEvent, SessionMetrics, lookahead_s, prepare_s
-from engine.duet.turns import TurnTaking
+from engine.presets.schema import Mode, Preset
 
 __all__ = ["Session", "SessionEvent", "SessionMetrics"]
 
 log = logging.getLogger(__name__)
 _TICK_S = 0.002  # the live control loop's period (results and streamed notes wait at most this)
-_FIRST_CHUNK_S = 0.5  # call-and-response: the answer's first chunk, kept short for latency
-_RING_S = 0.5  # an answer's last notes may ring this long past its turn
 _REVISE_EVERY_S = 0.25  # accompany/continuous: at most this often is the AI's written-ahead part rewritten
 
 
-class Session(SessionControl, TurnTaking):
+class Session:
     """One jam. `start`/`stop` run it live on threads; `tick(now_ns)` (or `run_simulated`)
     drives the same logic from one thread on a `FakeClock`, generating synchronously.
 
-    `set_mode`, `set_preset`, `panic`, `metrics` and `events` are safe from any thread: they
-    post commands that the control thread applies at its next tick.
+    It holds its parts: the performer's track, the AI's `Turns` (call-and-response), the
+    `Commands` other threads post, the `Report` (events and counters) and the `EchoMeter`.
+    `set_mode`, `set_preset`, `panic`, `metrics` and `events` are safe from any thread: the
+    commands are applied by the control thread at its next tick.
     """
 
     def __init__(self, input_port, output_port, model, tokenizer, preset: Preset, *, clock: Clock | None = None,
@@ -46,51 +49,40 @@ class Session(SessionControl, TurnTaking):
         self.clock = clock or MonotonicClock()
         self.tokenizer = tokenizer
         self.recorder = recorder
-        self.on_event = on_event
         self.chunk_s = chunk_s
         self.channel = channel
         self._port_name = getattr(output_port, "name", "")
+        self._cues = CueTimer()
+        self._report = Report(self._cues, on_event)
+        self._commands = Commands()
         self.capture = Capture(input_port, clock=self.clock)
         self.scheduler = OutputScheduler(output_port, self.clock, on_sent=self._on_sent,
                                          on_error=lambda exc: self._fail("output", exc))
         self.error: BaseException | None = None  # what stopped the session, if anything did
         self._chunks = ChunkGenerator(model, tokenizer, seed=seed)
         self._worker: GenerationWorker | None = None
-        self._results: queue.Queue[ChunkResult | NoteResult] = queue.Queue()
-        self._commands: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._events: collections.deque[SessionEvent] = collections.deque(maxlen=1000)
-        self._lock = threading.Lock()  # metrics shared with the scheduler thread's on_sent
+        self._results: queue.Queue[ChunkResult | NoteResult | EntryResult] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._live = False
-        self._started = False
-        self._stopped = False
+        self._live = self._started = self._stopped = False
         self.start_ns = 0
         self._apply_preset(preset)
-        self.mode = preset.mode
+        self.mode = Mode(preset.mode)
         self.performer = PerformerTrack()
         self.listener = self.performer.listener
-        self._ai: list[Note] = []  # AI notes scheduled (cancelled ones removed)
-        self._epoch = 0
-        self._in_flight = False
-        self._cursor_s = 0.0  # generation writes from here on
-        self._turn_end_s: float | None = None  # call-and-response: the AI's turn lasts until here
-        self._turn_notes: list[Note] = []
-        self._cues = CueTimer()
-        self._enter = False  # the next chunk starts a turn: its first note sounds at its start
-        self._entry_note: Note | None = None  # a hand-over answer's first note, sampled ahead
-        self._entry_gen, self._entry_asked_gen = 0, -1
-        self._entry_compute_s = 0.05  # running estimate of the compute until an entry's first note is ready
-        self._chunk_compute_s = 0.05  # running estimate of any chunk's compute
         self._echo = EchoMeter()
         self._echo_windows = EchoWindows(self._echo)
-        self.notes_out = self.chunks = self.generation_errors = self.late_notes = self.revisions = 0
+        self._turns = Turns(self._cues, self._echo, self._report.emit)
+        self._ai: list[Note] = []  # AI notes scheduled (cancelled ones removed)
+        self._epoch = 0  # results of an older epoch (yielded, revised, reset) never sound
+        self._in_flight = False
+        self._cursor_s = 0.0  # generation writes from here on
+        self._enter = False  # the next chunk starts a turn: its first note sounds at its start
+        self._pacing = Pacing()
         self._revise_at_s: float | None = None  # accompany/continuous: rewrite what is ahead then
         self._revised_s = -1.0
-        self._late_ns_max = 0
-        self._compute_s = self._music_s = 0.0
 
-    # -- running ---------------------------------------------------------------------------
+    # -- running (the owner's thread) ------------------------------------------------------
 
     def start(self, *, live: bool = True) -> None:
         """Begin the session at the clock's now. `live`: capture, generation, scheduler and
@@ -172,71 +164,222 @@ class Session(SessionControl, TurnTaking):
             self.scheduler.panic()
             self._fail("control", exc)
 
-    # -- input -----------------------------------------------------------------------------
+    # -- control and reports (any thread) ---------------------------------------------------
+
+    def set_mode(self, mode: str) -> None:
+        """A `Mode` (or its string); raises ValueError for anything else."""
+        self._commands.set_mode(mode)
+
+    def set_preset(self, preset: Preset) -> None:
+        """Takes effect once the phrase being played is committed (the AI's turn ends)."""
+        self._commands.set_preset(preset)
+
+    def set_recorder(self, recorder) -> None:
+        """Start (a `SessionRecorder`) or stop (None) recording mid-jam. Both players' events
+        are recorded from the next one on; closing the old recorder is the caller's. (The
+        capture and scheduler threads read the attribute per event.)"""
+        self.recorder = recorder
+
+    def panic(self) -> None:
+        self._commands.panic()
+        self.scheduler.panic()  # silence at once, whatever the control thread is doing
+
+    def events(self) -> list[SessionEvent]:
+        """The events since the last call (oldest first)."""
+        return self._report.events()
+
+    def metrics(self) -> SessionMetrics:
+        return self._report.metrics(
+            mode=self.mode, preset=self.preset.name, prepare_s=self._prepare_s, notes_in=self.performer.notes_in,
+            lead_s=max(0.0, self._cursor_s - self._now_s(self.clock.now_ns())),
+            capture=self.capture.stats(), output=self.scheduler.stats(),
+            generation_queue_depth=(self._worker.depth if self._worker else 0) + int(self._in_flight),
+            echo_rate=self._echo.echo_rate, ai_phrases=self._echo.ai_phrases)
+
+    def response_samples_ms(self) -> list[float]:
+        """Every response latency so far (ms), oldest first."""
+        return self._report.response_samples_ms()
+
+    def compute_s_since(self, before: SessionMetrics) -> float:
+        """Generation compute (s) since `before` was taken (chunks are counted in metrics)."""
+        return self._report.compute_s - before.compute_s
+
+    @property
+    def entry_prepared(self) -> bool:
+        """Call-and-response with a hand-over key: the answer's first note is sampled and
+        waits for the key (it is, once the performer has been silent a moment)."""
+        return self._turns.entry_prepared
+
+    # -- commands (control thread) -----------------------------------------------------------
+
+    def _apply_commands(self, now_ns: int) -> None:
+        now_s = self._now_s(now_ns)
+        for command in self._commands.drain():
+            match command:
+                case SetMode(mode) if mode != self.mode:
+                    self._change_mode(mode, now_s)
+                case SetPreset(preset):
+                    self._pending_preset = preset
+                case Panic():
+                    # Also drops onsets a chunk scheduled between the silence and this tick.
+                    self._reset_generation(now_ns)
+                    self._report.emit(EventKind.PANICKED, now_s)
+
+    def _change_mode(self, mode: Mode, now_s: float) -> None:
+        self._reset_generation(self.start_ns + s_to_ns(now_s))
+        old, self.mode = self.mode, mode
+        self._report.emit(EventKind.MODE_CHANGED, now_s, mode=mode, previous=old)
+
+    def _apply_preset(self, preset: Preset, now_s: float | None = None) -> None:
+        self.preset = preset
+        self._pending_preset = None
+        self._base_settings = injection_of(preset.injection, preset.limits)
+        self._sampling = sampling_of(preset.sampling)
+        self._conditions = conditions_of(preset.conditioning)
+        if now_s is not None:
+            self._report.emit(EventKind.PRESET_CHANGED, now_s, name=preset.name)
+            if preset.mode != self.mode:
+                self._change_mode(Mode(preset.mode), now_s)
+
+    @property
+    def _settings(self):
+        settings = self._base_settings
+        if self.mode is Mode.ACCOMPANY and settings.velocity_under_db is None:
+            settings = replace(settings, velocity_under_db=3.0)  # an accompanist stays under the soloist
+        return settings
+
+    def _reset_generation(self, now_ns: int) -> None:
+        """Nothing the AI wrote after now_ns sounds; no turn; generation starts again at now."""
+        self._cancel_after(now_ns)
+        self._turns.clear()
+        self.performer.phrase = []
+        self._cursor_s = self._now_s(now_ns)
+        self._cues.cancel()
+
+    def _cancel_after(self, at_ns: int) -> None:
+        """No AI onset after at_ns (one already sent ends now), nor a chunk being computed."""
+        self.scheduler.cancel(after_ns=at_ns)
+        at_s = self._now_s(at_ns)
+        self._ai = [n for n in self._ai if n.start_s <= at_s]
+        self._epoch += 1
+        self._in_flight = False
+
+    def _revise(self, now_s: float) -> None:
+        """Accompany/continuous: the performer played something new. Notes inside the commit
+        window stay (they are about to sound); what the AI wrote beyond it is cancelled (notes
+        already sounding keep their ends) and written again with the new notes in its context."""
+        self._revise_at_s = None
+        if self.mode is Mode.CALL_AND_RESPONSE:
+            return
+        keep_s = now_s + self.preset.commit_window_s
+        if self._cursor_s <= keep_s:
+            return  # nothing written beyond the window: the next chunk hears the new notes anyway
+        self._revised_s = now_s
+        self.scheduler.cancel(after_ns=self._out_ns(keep_s))
+        self._ai = [n for n in self._ai if n.start_s < keep_s]
+        self._epoch += 1
+        self._in_flight = False
+        self._cursor_s = keep_s
+        self._report.revised()
+        self._sync(now_s)
+
+    # -- input (control thread) --------------------------------------------------------------
 
     def _on_input(self, event: MidiEvent, now_ns: int) -> None:
         if self.recorder is not None:
             self.recorder.record("performer", event)
         took = self.performer.take(event, self._now_s(event.t_ns), self.preset.handover,
-                                   keep_phrase=self.mode == "call-and-response")
-        if took == "on":
-            self._stale_entry()
-        if took == "on" and self._turn_end_s is not None:
+                                   keep_phrase=self.mode is Mode.CALL_AND_RESPONSE)
+        if took is Took.KEY_DOWN:
+            self._turns.stale_entry()
+        if took is Took.KEY_DOWN and self._turns.end_s is not None:
             self._yield(min(event.t_ns, now_ns))
-        elif took == "on" and self.mode != "call-and-response" and self._revise_at_s is None:
+        elif took is Took.KEY_DOWN and self.mode is not Mode.CALL_AND_RESPONSE and self._revise_at_s is None:
             # Once the model may hear it (injection's input delay), what the AI wrote ahead is rewritten.
             settings = self._settings
             delay_s = input_delay_s(settings.respond_imitate, settings.respond_delay_s)
             self._revise_at_s = max(self._now_s(event.t_ns) + delay_s, self._revised_s + _REVISE_EVERY_S)
-        elif took == "off":
+        elif took is Took.NOTE_ENDED:
             self._sync(self._now_s(now_ns))
 
-    # -- deciding and generating -----------------------------------------------------------
+    def _yield(self, at_ns: int) -> None:
+        """The performer played at `at_ns`: no AI onset after it (one already sent ends now);
+        notes that began before it keep their offs."""
+        self._cancel_after(at_ns)
+        now_s = self._now_s(at_ns)
+        self._turns.end(now_s, self.performer, yielded=True)
+        self._sync(now_s)  # the answer's unplayed notes leave the model's context
+
+    # -- deciding and generating (control thread) --------------------------------------------
 
     def _decide(self, now_ns: int, now_s: float) -> None:
         if self._revise_at_s is not None and now_s >= self._revise_at_s:
             self._revise(now_s)
         if self._in_flight:
             return
-        if self.mode == "call-and-response":
-            if self._turn_end_s is None:
-                if self._pending_preset is not None:
-                    self._apply_preset(self._pending_preset, now_s)
-                    return
-                cue_s = self._next_cue_s(now_s)
+        turns = self._turns
+        if self._pending_preset is not None and turns.end_s is None:  # a switch waits for the turn's end
+            self._apply_preset(self._pending_preset, now_s)
+            return
+        if self.mode is Mode.CALL_AND_RESPONSE:
+            if turns.end_s is None:
+                cue_s = turns.next_cue_s(now_s, self.performer, self.preset.phrase_gap_s, self._prepare_s,
+                                         self._on_beat)
                 if cue_s is None:
                     self._prepare_entry(now_s)
                     self.performer.handover = self.performer.handover and bool(self.performer.phrase)
                     return
                 self._begin_turn(cue_s, now_ns)
-            elif now_s >= self._turn_end_s + _RING_S and self._cursor_s >= self._turn_end_s:
-                self._end_turn(now_s)
+            elif turns.over(now_s, self._cursor_s):
+                turns.end(now_s, self.performer)
                 return
-            if self._cursor_s < self._turn_end_s and self._cursor_s < now_s + self._lookahead_s:
-                # A short first chunk: its notes reach the scheduler sooner, the rest follow ahead of them.
-                chunk_s = self.chunk_s if self._turn_notes else min(self.chunk_s, _FIRST_CHUNK_S)
-                self._request(now_s, min(chunk_s, self._turn_end_s - self._cursor_s))
+            horizon_s = now_s + self._pacing.lookahead_s(self.preset.lookahead_s)
+            chunk_s = turns.chunk_s(self.chunk_s, self._cursor_s, horizon_s)
+            if chunk_s is not None:
+                self._request(now_s, chunk_s)
         else:
-            if self._pending_preset is not None:
-                self._apply_preset(self._pending_preset, now_s)
-                return
             if not self._ai and not self._cues.pending and self._cursor_s <= now_s:
                 # The AI's entry: scheduled a moment ahead and generated before it (the cue).
                 self._cursor_s = self._on_beat(now_s + self._prepare_s)
                 self._cues.cue(self.start_ns + s_to_ns(self._cursor_s))
                 self._enter = True
             self._cursor_s = max(self._cursor_s, now_s)
-            if self._cursor_s < now_s + self._lookahead_s:
+            if self._cursor_s < now_s + self._pacing.lookahead_s(self.preset.lookahead_s):
                 self._request(now_s, self.chunk_s)
+
+    def _begin_turn(self, cue_s: float, now_ns: int) -> None:
+        entry = self._turns.begin(cue_s, self.performer, self.start_ns)
+        self._cursor_s = cue_s
+        self._enter = True
+        if entry is None:
+            return
+        # The answer starts with the prepared note; the first chunk then continues after it
+        # (the context takes the note in at its real time).
+        fitted = self._fit([entry], self._now_s(now_ns))
+        if fitted:  # else blended away: the first chunk enters as usual
+            self._cues.requested(now_ns)
+            self._cues.computed(0, True)
+            self._schedule(fitted, now_ns)
+            self._enter = False
+
+    def _prepare_entry(self, now_s: float) -> None:
+        gen = self._turns.entry_wanted(self.preset.handover, self.performer)
+        if gen is None:
+            return
+        self._submit(EntryRequest(gen, now_s, self._context(now_s, now_s), self.preset.context_s,
+                                  self._conditions, self._sampling))
+
+    def _on_beat(self, t_s: float) -> float:
+        """With MIDI clock coming in, the first beat at or after t_s; else t_s (free time)."""
+        grid = self.capture.beat_grid()
+        if grid is None:
+            return t_s
+        beat_s, period_s = self._now_s(grid[0]), grid[1] / 1e9
+        return beat_s + max(0, math.ceil((t_s - beat_s) / period_s - 1e-6)) * period_s
 
     @property
     def _prepare_s(self) -> float:
-        gap_s = self.preset.phrase_gap_s if self.mode == "call-and-response" else None
-        return prepare_s(self._entry_compute_s, gap_s)
-
-    @property
-    def _lookahead_s(self) -> float:
-        return lookahead_s(self.preset.lookahead_s, self._chunk_compute_s)
+        return self._pacing.prepare_s(self.preset.phrase_gap_s if self.mode is Mode.CALL_AND_RESPONSE else None)
 
     def generate_chunk(self, now_s: float) -> list[Note]:
         """The model step on its own: AI notes for [now_s, now_s + chunk_s), blended and
@@ -266,28 +409,30 @@ class Session(SessionControl, TurnTaking):
         if not self._started or self._stopped:
             return
         until_s = max(self._cursor_s, now_s)
-        request = SyncRequest(self._context(now_s, until_s), until_s, self.preset.context_s, self._conditions)
-        if self._live:
-            assert self._worker is not None
-            self._worker.submit(request)
-        else:
-            self._chunks.sync(request)
+        self._submit(SyncRequest(self._context(now_s, until_s), until_s, self.preset.context_s, self._conditions))
 
     def _request(self, now_s: float, chunk_s: float) -> None:
         request = self._make_request(now_s, self._cursor_s, chunk_s, self._enter)
         self._enter = False
         self._in_flight = True
-        now_ns = self.clock.now_ns()
-        self._cues.requested(now_ns)
+        self._cues.requested(self.clock.now_ns())
+        self._submit(request)
+
+    def _submit(self, request: ChunkRequest | SyncRequest | EntryRequest) -> None:
+        """To the generation thread; not live, it runs here and its result is taken at once."""
         if self._live:
             assert self._worker is not None
             self._worker.submit(request)
+        elif isinstance(request, SyncRequest):
+            self._chunks.sync(request)
+        elif isinstance(request, EntryRequest):
+            self._accept(self._chunks.prepare_entry(request), self.clock.now_ns())
         else:
-            self._accept(self._chunks.run(request), now_ns)
+            self._accept(self._chunks.run(request), self.clock.now_ns())
 
     def _accept(self, result: ChunkResult | NoteResult | EntryResult, now_ns: int) -> None:
         if isinstance(result, EntryResult):
-            self._accept_entry(result)
+            self._turns.entry_sampled(result.request.gen, result.note)
             return
         request = result.request
         if request.epoch != self._epoch:
@@ -298,32 +443,29 @@ class Session(SessionControl, TurnTaking):
             return
         self._in_flight = False
         now_s = self._now_s(now_ns)
-        with self._lock:
-            self.chunks += 1
-            self._compute_s += result.compute_s
-            self._music_s += request.chunk_s
+        self._report.chunk_done(result.compute_s, request.chunk_s)
         # An answer is ready when its first note is (later notes are computed while it plays).
         ready_s = result.first_note_s if result.first_note_s is not None else result.compute_s
         self._cues.computed(round(ready_s * 1e9), bool(result.notes))
-        self._chunk_compute_s += 0.2 * (result.compute_s - self._chunk_compute_s)
-        if request.enter:
-            self._entry_compute_s += 0.2 * (ready_s - self._entry_compute_s)
+        self._pacing.measured(result.compute_s, ready_s, entry=request.enter)
         self._cursor_s = request.from_s + request.chunk_s
         if result.error is not None:
-            self.generation_errors += 1
-            self._emit("generation_failed", now_s, error=repr(result.error))
+            self._report.generation_failed()
+            self._report.emit(EventKind.GENERATION_FAILED, now_s, error=repr(result.error))
             return
         streamed = set(result.streamed)
         fitted = self._fit([n for n in result.notes if n not in streamed], now_s)
         self._schedule(fitted, now_ns)
-        if self.mode != "call-and-response":
+        if self.mode is not Mode.CALL_AND_RESPONSE:
             self._echo_windows.add(fitted, self.performer.notes)
         if result.notes:
             self._sync(now_s)  # the context holds what the AI actually plays (blended, limited)
 
+    # -- output --------------------------------------------------------------------------------
+
     def _fit(self, notes, now_s: float) -> list[Note]:
         blended = blend(notes, self.listener.listen(now_s), self._settings, self.performer.phrase)
-        return within_limits(blended, self.preset.limits, self._ai, turn_end_s=self._turn_end_s, ring_s=_RING_S)
+        return within_limits(blended, self.preset.limits, self._ai, turn_end_s=self._turns.end_s, ring_s=RING_S)
 
     def _out_ns(self, t_s: float) -> int:
         """Clock time at which session time t_s goes out of this port (its preset offset added)."""
@@ -333,17 +475,30 @@ class Session(SessionControl, TurnTaking):
         for n in notes:
             on_ns, off_ns = self._out_ns(n.start_s), self._out_ns(n.end_s)
             if on_ns < now_ns:  # computed too late for its place: play it now, as long as meant
-                with self._lock:
-                    self.late_notes += 1
-                    self._late_ns_max = max(self._late_ns_max, now_ns - on_ns)
+                self._report.late(now_ns - on_ns)
                 off_ns += now_ns - on_ns
                 on_ns = now_ns
             self.scheduler.schedule_note(on_ns, max(off_ns, on_ns + 1_000_000), n.pitch, n.velocity, self.channel)
             self._cues.scheduled(on_ns)
             self._ai.append(n)
-            self._turn_notes.append(n)
+            self._turns.played(n)
         if self._ai and self._ai[0].end_s < self._now_s(now_ns) - MEMORY_S:
             self._ai = [n for n in self._ai if n.end_s >= self._now_s(now_ns) - MEMORY_S]
+
+    def _on_sent(self, event: MidiEvent) -> None:
+        """Scheduler thread (or the caller's, not live): a message left the output port."""
+        if self.recorder is not None:
+            self.recorder.record("ai", event)
+        if event.is_note_on:
+            self._report.note_sent()
+            self._cues.sent(self.clock.now_ns() if self._live else event.t_ns, live=self._live)
+
+    def _fail(self, where: str, exc: BaseException) -> None:
+        """A thread of the session died: it stops (in silence) and says why; the owner calls stop()."""
+        if self.error is None:
+            self.error = exc
+            self._stop.set()
+            self._report.emit(EventKind.FAILED, self._now_s(self.clock.now_ns()), where=where, error=repr(exc))
 
     def _now_s(self, t_ns: int) -> float:
         return (t_ns - self.start_ns) / 1e9

@@ -1,117 +1,139 @@
-"""Call-and-response turn-taking for a `Session`: when the AI's turn starts (a phrase end
-predicted from the silence, a hand-over key, the next beat under MIDI clock), how it ends or
-yields, and a first note prepared ahead for the hand-over key."""
+"""Call-and-response turn-taking: when the AI's turn starts (a phrase end predicted from the
+silence, a hand-over key, the next beat under MIDI clock), how long its chunks are, how the
+turn ends or yields, and a first note prepared ahead for the hand-over key."""
 from __future__ import annotations
 
-import math
 from dataclasses import replace
+from typing import Callable
 
 from engine.clock import s_to_ns
 from engine.events import Note
-from engine.duet.worker import EntryRequest, EntryResult
+from engine.duet.echo import EchoMeter
+from engine.duet.performer import PerformerTrack
+from engine.duet.report import CueTimer, EventKind
 
-_ANSWER_MIN_S, _ANSWER_MAX_S = 2.0, 6.0  # the AI's phrase length, from the call's
+ANSWER_MIN_S, ANSWER_MAX_S = 2.0, 6.0  # the AI's phrase length, from the call's
+FIRST_CHUNK_S = 0.5  # an answer's first chunk, kept short for latency
+RING_S = 0.5  # an answer's last notes may ring this long past its turn
 
 
-class TurnTaking:
-    """Mixed into `Session`, whose state it reads and writes; control thread only."""
+class Turns:
+    """The AI's turn: until when it lasts, the notes it played, and the entry note prepared
+    for a hand-over key (with the generation counter that tells a stale one). It cues the
+    `CueTimer` at a turn's start and cancels it at its end, scores the turn on the
+    `EchoMeter` and emits the turn's events. Control thread only."""
 
-    def _next_cue_s(self, now_s: float) -> float | None:
-        """Call-and-response: when the AI's turn starts, if it is time to prepare it. A phrase
-        ends `phrase_gap_s` after the last key went up: the turn is generated `_prepare_s`
-        before that, so the answer is ready on the cue (a key pressed before it cancels)."""
-        if not self.performer.phrase or self.performer.held:
+    def __init__(self, cues: CueTimer, echo: EchoMeter, emit: Callable[..., None]) -> None:
+        self._cues, self._echo, self._emit = cues, echo, emit
+        self._end_s: float | None = None
+        self._notes: list[Note] = []
+        self._entry_note: Note | None = None  # a hand-over answer's first note, sampled ahead
+        self._entry_gen, self._entry_asked_gen = 0, -1
+
+    @property
+    def end_s(self) -> float | None:
+        """The AI's turn lasts until here; None while it is the performer's."""
+        return self._end_s
+
+    @property
+    def entry_prepared(self) -> bool:
+        """A first note for the hand-over key is ready."""
+        return self._entry_note is not None
+
+    # -- the turn ---------------------------------------------------------------------------
+
+    def next_cue_s(self, now_s: float, performer: PerformerTrack, phrase_gap_s: float, prepare_s: float,
+                   on_beat: Callable[[float], float]) -> float | None:
+        """When the AI's turn starts, if it is time to prepare it. A phrase ends `phrase_gap_s`
+        after the last key went up: the turn is generated `prepare_s` before that, so the
+        answer is ready on the cue (a key pressed before it cancels). `on_beat(t_s)`: the
+        first beat at or after t_s (t_s itself in free time)."""
+        if not performer.phrase or performer.held:
             return None
-        if self.performer.handover:
-            return self._on_beat(now_s)
-        since = self.listener.silent_since()
+        if performer.handover:
+            return on_beat(now_s)
+        since = performer.listener.silent_since()
         if since is None:
             return None
-        cue_s = self._on_beat(since + self.preset.phrase_gap_s)
-        return max(cue_s, now_s) if now_s >= cue_s - self._prepare_s else None
+        cue_s = on_beat(since + phrase_gap_s)
+        return max(cue_s, now_s) if now_s >= cue_s - prepare_s else None
 
-    def _on_beat(self, t_s: float) -> float:
-        """With MIDI clock coming in, the first beat at or after t_s; else t_s (free time)."""
-        grid = self.capture.beat_grid()
-        if grid is None:
-            return t_s
-        beat_s, period_s = self._now_s(grid[0]), grid[1] / 1e9
-        return beat_s + max(0, math.ceil((t_s - beat_s) / period_s - 1e-6)) * period_s
-
-    def _begin_turn(self, cue_s: float, now_ns: int) -> None:
-        handed_over = self.performer.handover
-        phrase = self.performer.phrase
+    def begin(self, cue_s: float, performer: PerformerTrack, start_ns: int) -> Note | None:
+        """The AI's turn starts at cue_s, as long as the call (within bounds). Returns the
+        prepared entry moved to the cue when the hand-over key began the turn, else None."""
+        handed_over = performer.handover
+        phrase = performer.phrase
         span_s = max(n.end_s for n in phrase) - min(n.start_s for n in phrase)
-        self._turn_end_s = cue_s + min(max(span_s, _ANSWER_MIN_S), _ANSWER_MAX_S)
-        self._cursor_s = cue_s
-        self._turn_notes = []
-        self.performer.handover = False
-        self._enter = True
-        self._cues.cue(self.start_ns + s_to_ns(cue_s))
-        self._emit("ai_phrase_started", cue_s, until_s=self._turn_end_s)
+        self._end_s = cue_s + min(max(span_s, ANSWER_MIN_S), ANSWER_MAX_S)
+        self._notes = []
+        performer.handover = False
+        self._cues.cue(start_ns + s_to_ns(cue_s))
+        self._emit(EventKind.AI_PHRASE_STARTED, cue_s, until_s=self._end_s)
         entry, self._entry_note = self._entry_note, None
         self._entry_gen += 1  # a preparation still running is of no use now
-        if handed_over and entry is not None:
-            self._enter_prepared(entry, cue_s, now_ns)
+        if not handed_over or entry is None:
+            return None
+        return replace(entry, start_s=cue_s, end_s=cue_s + (entry.end_s - entry.start_s))
 
-    # -- a prepared entry for the hand-over key -------------------------------------------------
+    def chunk_s(self, chunk_s: float, cursor_s: float, horizon_s: float) -> float | None:
+        """How much of the turn to generate from cursor_s now (None: nothing, it is written
+        up to the turn's end or to `horizon_s`). A short first chunk: its notes reach the
+        scheduler sooner, the rest follow ahead of them."""
+        assert self._end_s is not None
+        if cursor_s >= self._end_s or cursor_s >= horizon_s:
+            return None
+        first = chunk_s if self._notes else min(chunk_s, FIRST_CHUNK_S)
+        return min(first, self._end_s - cursor_s)
 
-    def _prepare_entry(self, now_s: float) -> None:
-        """While the performer is silent with a hand-over key set, the model's first note of
-        an answer is sampled ahead (where it would start now), so pressing the key needs no
-        compute before the answer sounds. A key played meanwhile makes it stale."""
-        if (self.preset.handover is None or self._entry_asked_gen == self._entry_gen or not self.performer.phrase
-                or self.performer.held or self.listener.silent_since() is None):
-            return
-        self._entry_asked_gen = self._entry_gen
-        request = EntryRequest(self._entry_gen, now_s, self._context(now_s, now_s), self.preset.context_s,
-                               self._conditions, self._sampling)
-        if self._live:
-            self._worker.submit(request)
-        else:
-            self._accept(self._chunks.prepare_entry(request), self.clock.now_ns())
+    def over(self, now_s: float, cursor_s: float) -> bool:
+        """The turn is written to its end and its last notes have rung."""
+        return self._end_s is not None and now_s >= self._end_s + RING_S and cursor_s >= self._end_s
 
-    def _accept_entry(self, result: EntryResult) -> None:
-        if result.request.gen == self._entry_gen and result.note is not None:
-            self._entry_note = result.note
+    def played(self, note: Note) -> None:
+        """A note of the AI was scheduled (in a turn, it is the turn's)."""
+        if self._end_s is not None:
+            self._notes.append(note)
 
-    def _enter_prepared(self, entry: Note, cue_s: float, now_ns: int) -> None:
-        """The answer starts with the prepared note, moved to the cue; the first chunk then
-        continues after it (the context takes the note in at its real time)."""
-        placed = replace(entry, start_s=cue_s, end_s=cue_s + (entry.end_s - entry.start_s))
-        fitted = self._fit([placed], self._now_s(now_ns))
-        if not fitted:
-            return  # blended away: the first chunk enters as usual
-        self._cues.requested(now_ns)
-        self._cues.computed(0, True)
-        self._schedule(fitted, now_ns)
-        self._enter = False
-
-    def _stale_entry(self) -> None:
-        self._entry_note = None
-        self._entry_gen += 1
-
-    def _end_turn(self, now_s: float, *, yielded: bool = False) -> None:
-        sounded = [n for n in self._turn_notes if n.start_s < now_s]
+    def end(self, now_s: float, performer: PerformerTrack, *, yielded: bool = False) -> None:
+        """The turn ends at now_s: it has played out, or (`yielded`) the performer came back."""
+        sounded = [n for n in self._notes if n.start_s < now_s]
         if sounded:
-            self._echo.observe_performer(self.performer.phrase)
+            self._echo.observe_performer(performer.phrase)
             self._echo.observe_ai(sounded)
-        self._turn_end_s = None
+        self._end_s = None
         if not yielded:
-            self.performer.phrase = []
+            performer.phrase = []
         elif sounded:  # the performer cut in on the answer: their new call starts now
-            self.performer.phrase = [n for n in self.performer.phrase if n.start_s >= now_s]
+            performer.phrase = [n for n in performer.phrase if n.start_s >= now_s]
         # else: they played on before the answer began (a longer pause, not the end): same call
         self._cues.cancel()
-        self._emit("ai_yielded" if yielded else "ai_phrase_ended", now_s, **({} if sounded or not yielded else {"before_entry": True}))
+        if yielded:
+            self._emit(EventKind.AI_YIELDED, now_s, **({} if sounded else {"before_entry": True}))
+        else:
+            self._emit(EventKind.AI_PHRASE_ENDED, now_s)
 
-    def _yield(self, at_ns: int) -> None:
-        """The performer played at `at_ns`: no AI onset after it (one already sent ends now);
-        notes that began before it keep their offs."""
-        self.scheduler.cancel(after_ns=at_ns)
-        now_s = self._now_s(at_ns)
-        self._ai = [n for n in self._ai if n.start_s <= now_s]
-        self._epoch += 1
-        self._in_flight = False
-        self._end_turn(now_s, yielded=True)
-        self._sync(now_s)  # the answer's unplayed notes leave the model's context
+    def clear(self) -> None:
+        """No turn any more (a panic, a mode change): the next one starts from a new call."""
+        self._end_s = None
+
+    # -- a prepared entry for the hand-over key ---------------------------------------------
+
+    def entry_wanted(self, handover, performer: PerformerTrack) -> int | None:
+        """While the performer is silent with a hand-over key set, the model's first note of an
+        answer should be sampled ahead (where it would start now), so pressing the key needs no
+        compute before the answer sounds. Returns the generation to ask for, once per silence."""
+        if (handover is None or self._entry_asked_gen == self._entry_gen or not performer.phrase
+                or performer.held or performer.listener.silent_since() is None):
+            return None
+        self._entry_asked_gen = self._entry_gen
+        return self._entry_gen
+
+    def entry_sampled(self, gen: int, note: Note | None) -> None:
+        """The note sampled for generation `gen`; kept unless a key made it stale meanwhile."""
+        if gen == self._entry_gen and note is not None:
+            self._entry_note = note
+
+    def stale_entry(self) -> None:
+        """The performer played: a prepared entry no longer follows from what they played."""
+        self._entry_note = None
+        self._entry_gen += 1

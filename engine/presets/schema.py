@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import enum
 import math
 import os
 import re
@@ -18,7 +19,17 @@ from typing import Any
 from engine.model.config import DEFAULT_MODEL_DIR
 from engine.tokens.conditions import GENRES, KEYS
 
-MODES = ("call-and-response", "accompany", "continuous")
+
+class Mode(enum.StrEnum):
+    """How the AI plays along: answering the performer's phrases in turns, under them, or on
+    and on. Equal to its TOML string, which is what a `Preset` keeps."""
+
+    CALL_AND_RESPONSE = "call-and-response"
+    ACCOMPANY = "accompany"
+    CONTINUOUS = "continuous"
+
+
+MODES = tuple(m.value for m in Mode)  # the strings a preset file may say
 STRATEGIES = ("interleave", "harmonic", "velocity")
 HANDOVER_KINDS = ("note", "cc")
 NONE = "none"  # TOML has no null: this string means "not given" in any optional field
@@ -101,7 +112,7 @@ class Handover:
 class Preset:
     name: str = "default"
     description: str = "Jazz piano: the shipped model answers your phrases with comping-flavoured lines."
-    mode: str = _choice(MODES, "call-and-response")
+    mode: str = _choice(MODES, Mode.CALL_AND_RESPONSE.value)
     context_s: float = _range(2.0, 30.0, 10.0)
     lookahead_s: float = _range(0.05, 10.0, 1.0)
     commit_window_s: float = _range(0.0, 5.0, 0.25)

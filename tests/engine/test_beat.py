@@ -30,36 +30,41 @@ def test_beat_grid_counts_from_start_and_follows_the_tempo():
     assert capture.beat_grid() is None  # the clock stopped coming: free time again
 
 
-def run_with_clock(session, clock, inp, until_s: float, step_s: float = 0.005) -> None:
-    """Step the session, feeding MIDI clock at 120 bpm from session time 0 (Start first)."""
-    from tests.engine.test_session import advance
+class MidiClockFeed:
+    """Steps a session while feeding it MIDI clock at 120 bpm from session time 0 (Start
+    first); it remembers where the clock is between calls."""
 
-    next_tick_ns = getattr(session, "_test_next_tick_ns", None)
-    if next_tick_ns is None:
+    def __init__(self, session, clock, inp) -> None:
+        self.session, self.clock, self.inp = session, clock, inp
         inp.feed(bytes((0xFA,)), session.start_ns)
-        next_tick_ns = session.start_ns
-    target_ns = session.start_ns + s_to_ns(until_s)
-    while clock.now_ns() < target_ns:
-        step_end_ns = min(clock.now_ns() + s_to_ns(step_s), target_ns)
-        while next_tick_ns <= step_end_ns:
-            inp.feed(bytes((0xF8,)), next_tick_ns)
-            next_tick_ns += TICK_NS
-        advance(session, clock, (step_end_ns - session.start_ns) / 1e9, step_s=step_s)
-    session._test_next_tick_ns = next_tick_ns
+        self.next_tick_ns = session.start_ns
+
+    def run(self, until_s: float, step_s: float = 0.005) -> None:
+        from tests.engine.test_session import advance
+
+        session, clock = self.session, self.clock
+        target_ns = session.start_ns + s_to_ns(until_s)
+        while clock.now_ns() < target_ns:
+            step_end_ns = min(clock.now_ns() + s_to_ns(step_s), target_ns)
+            while self.next_tick_ns <= step_end_ns:
+                self.inp.feed(bytes((0xF8,)), self.next_tick_ns)
+                self.next_tick_ns += TICK_NS
+            advance(session, clock, (step_end_ns - session.start_ns) / 1e9, step_s=step_s)
 
 
 def test_with_midi_clock_an_answer_starts_on_the_beat(tokenizer, playful):
     from tests.engine.test_session import assert_balanced, make, note_ons
 
     clock, inp, out, session, seen = make(tokenizer, playful, "call-and-response", phrase_gap_s=0.3)
-    run_with_clock(session, clock, inp, 0.3)
+    feed = MidiClockFeed(session, clock, inp)
+    feed.run(0.3)
     for i, pitch in enumerate([60, 62, 64, 65]):  # a phrase off the beat: its end is not on one
         t_on = 0.37 + i * 0.2
-        run_with_clock(session, clock, inp, t_on)
+        feed.run(t_on)
         inp.feed(bytes((0x90, pitch, 90)), clock.now_ns())
-        run_with_clock(session, clock, inp, t_on + 0.15)
+        feed.run(t_on + 0.15)
         inp.feed(bytes((0x80, pitch, 0)), clock.now_ns())
-    run_with_clock(session, clock, inp, 3.0)
+    feed.run(3.0)
     started = [e for e in seen if e.kind == "ai_phrase_started"]
     assert started and started[0].t_s >= 0.37 + 3 * 0.2 + 0.15 + 0.3 - 1e-6  # not before the phrase gap
     assert_on_a_beat(started[0].t_s)
@@ -73,10 +78,11 @@ def test_with_midi_clock_continuous_enters_on_the_beat(tokenizer, playful):
     from tests.engine.test_session import assert_balanced, make, note_ons
 
     clock, inp, out, session, seen = make(tokenizer, playful, "call-and-response")
-    run_with_clock(session, clock, inp, 0.61)  # the clock is running; nobody plays
+    feed = MidiClockFeed(session, clock, inp)
+    feed.run(0.61)  # the clock is running; nobody plays
     assert not note_ons(out.events)
     session.set_mode("continuous")
-    run_with_clock(session, clock, inp, 2.0)
+    feed.run(2.0)
     ons = note_ons(out.events)
     assert ons
     assert_on_a_beat((ons[0].t_ns - session.start_ns) / 1e9)

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.events import AI, PERFORMER, Note
+from engine.duet.echo import EchoMeter
 from engine.duet.injection import (
-    EchoMeter,
     InjectionSettings,
     blend,
     blend_harmony,

@@ -7,6 +7,7 @@ from engine.events import ALL_NOTES_OFF_CC, Kind, MidiEvent
 from engine.midi.memory import MemoryInputPort, MemoryOutputPort
 from engine.presets.schema import Limits, Preset
 from engine.duet.session import Session
+from tests.midi_checks import assert_balanced
 
 AI_CHANNEL = 0
 
@@ -32,17 +33,6 @@ def note_ons(events: list[MidiEvent]) -> list[MidiEvent]:
     return [e for e in events if e.is_note_on]
 
 
-def assert_balanced(events: list[MidiEvent]) -> None:
-    sounding: set[tuple[int, int]] = set()
-    for e in events:
-        key = (e.channel, e.number)
-        if e.is_note_on:
-            sounding.add(key)  # a re-strike is ended by the scheduler first
-        elif e.is_note_off:
-            sounding.discard(key)
-    assert not sounding, f"hung notes: {sounding}"
-
-
 def make(tokenizer, model, mode: str, **preset_kw):
     clock = FakeClock(start_ns=s_to_ns(100.0))
     inp, out = MemoryInputPort(), MemoryOutputPort(clock)
@@ -57,6 +47,7 @@ def test_call_and_response_answers_then_yields(tokenizer, playful):
     clock, inp, out, session, seen = make(tokenizer, playful, "call-and-response", phrase_gap_s=0.5)
     phrase(inp, clock, session, 0.0, [60, 62, 64, 65, 67, 65, 64, 62])
     assert not note_ons(out.events)  # the performer is still playing
+    prepare_ms = session.metrics().prepare_ms  # how long before the cue the answer will be asked for
     advance(session, clock, 2.6)
     started = [e for e in seen if e.kind == "ai_phrase_started"]
     assert len(started) == 1
@@ -75,10 +66,12 @@ def test_call_and_response_answers_then_yields(tokenizer, playful):
     advance(session, clock, cue_s + 1.3)  # shorter than the gap: no new answer yet
     assert not [e for e in note_ons(out.events) if e.t_ns > t_back_ns]
     metrics = session.metrics()
-    # The answer's first chunk was computed (for real) before its cue: it sounds on the cue.
+    # The answer's first chunk was asked for prepare_ms before its cue (at the first 10 ms step
+    # after that) and is ready after its real compute; its first note is placed on the cue. So
+    # it is late only by what that compute took beyond the lead: on time (0 ms) unless slower.
     assert metrics.responses == 1 and metrics.entry_compute_ms_p50 > 0
-    assert metrics.response_latency_ms_p50 == max(0.0, metrics.entry_compute_ms_p50 - metrics.prepare_ms) or \
-        metrics.entry_compute_ms_p50 < metrics.prepare_ms
+    late_ms = metrics.entry_compute_ms_p50 - prepare_ms
+    assert max(0.0, late_ms) <= metrics.response_latency_ms_p50 <= max(0.0, late_ms + 10.0)
     assert answer[0].t_ns == session.start_ns + s_to_ns(cue_s)
     assert metrics.notes_in == 9 and metrics.notes_out == len(answer)
     session.stop()
@@ -295,8 +288,8 @@ def test_accompany_rewrites_what_it_wrote_ahead_when_the_performer_plays(tokeniz
     new note may be heard; what was about to sound stays; nothing hangs."""
     clock, inp, out, session, seen = make(tokenizer, playful, "accompany", lookahead_s=2.0, commit_window_s=0.2)
     advance(session, clock, 1.5)  # the AI is playing and has written ~2 s ahead
-    ahead = [n for n in session._ai if n.start_s > 1.5 + 0.2]
-    assert ahead, "nothing written ahead to revise"
+    assert session.metrics().lead_s > 0.2, "nothing written beyond the commit window to revise"
+    assert session.scheduler.stats().cancelled == 0
     phrase(inp, clock, session, 1.5, [60, 64, 67])
     advance(session, clock, 3.0)
     metrics = session.metrics()
@@ -335,7 +328,7 @@ def test_a_hand_over_key_answers_with_a_note_prepared_in_the_silence(tokenizer, 
                                           handover=Handover(kind="note", number=21))
     phrase(inp, clock, session, 0.0, [60, 62, 64, 65])
     advance(session, clock, 1.2)
-    assert session._entry_note is not None, "nothing prepared during the silence"
+    assert session.entry_prepared, "nothing prepared during the silence"
     key_ns = clock.now_ns()
     inp.feed(bytes((0x90, 21, 64)), key_ns)
     advance(session, clock, 1.25)
