@@ -16,6 +16,7 @@ from engine.midi.memory import MemoryOutputPort
 from engine.midi.file_input import FilePlayerPort
 from engine.midi.recorder import SessionRecorder
 from engine.duet.session import Session
+from engine.offline.review import read_duet, review
 
 
 def stuck_notes(port: MemoryOutputPort) -> int:
@@ -60,6 +61,7 @@ def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: f
     shutil.move(paths.midi_path, out)
     shutil.rmtree(work, ignore_errors=True)
     metrics = session.metrics()
+    performer_notes, ai_notes = read_duet(out)
     return {
         "performer": str(performer),
         "preset": preset.name,
@@ -85,6 +87,7 @@ def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: f
         "rss_mb_first": segments[0]["rss_mb"] if segments else None,
         "rss_mb_last": segments[-1]["rss_mb"] if segments else None,
         "segments": segments,
+        "music": review(performer_notes, ai_notes, metrics.mode),
     }
 
 

@@ -28,6 +28,22 @@ def test_simulate_continuous_writes_duet_and_report(tmp_path):
     midi = mido.MidiFile(out)
     assert [t.name for t in midi.tracks] == ["performer", "ai"]
     assert sum(1 for m in midi.tracks[1] if m.type == "note_on" and m.velocity > 0) == data["ai_notes"]
+    # The music figures of the same duet, as `jamtui review` reads it back from the file.
+    music = data["music"]
+    assert music["ai_notes"] == data["ai_notes"] and music["performer_notes"] == data["performer_notes"]
+    assert 0.0 <= music["hammer"] <= 1.0 and music["density"] > 0
+    review = subprocess.run(jamtui_cmd("review", str(out), "--mode", "continuous", "--json"), cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert review.returncode == 0, review.stderr
+    assert json.loads(review.stdout) == {**music, "file": str(out), "mode": "continuous"}
+
+
+def test_review_of_a_file_that_is_not_midi_is_one_line(tmp_path):
+    bad = write_truncated(tmp_path)
+    result = subprocess.run(jamtui_cmd("review", str(bad), "--mode", "accompany"), cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and bad.name in result.stderr
 
 
 def test_simulate_bad_performer_file(tmp_path):
