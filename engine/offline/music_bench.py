@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from engine.offline.review import Figures, join_performances, read_performance, self_figures
+from engine.presets.files import load_preset
+from engine.presets.schema import resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,8 @@ class Trial:
 
 def run_trial(trial: Trial, model_path: Path | None = None) -> dict:
     """One simulated duet, its report and its music figures (a process of its own when parallel)."""
-    from engine.model.load import load_model
+    from engine.model.load import load_model  # torch: only in the processes that simulate
     from engine.offline.simulate import simulate
-    from engine.presets.files import load_preset
-    from engine.presets.schema import resolve_model_path
 
     preset = load_preset(trial.preset)
     model, tokenizer = load_model(model_path or resolve_model_path(preset))

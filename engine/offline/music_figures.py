@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.events import Note
-from engine.offline.music_keys import compatible, find_key
+from engine.tokens.keys import compatible, find_key
 
 HAMMER_GAP_S = 0.05  # a re-strike closer than this to the same pitch's release hammers the key
 KEY_WINDOW_S = 8.0  # accompany/continuous: the AI's key per window of this length

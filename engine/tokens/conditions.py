@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.events import Note
+from engine.tokens.keys import find_key
 
 GENRES = ("jazz-comping", "classical-piano", "folk", "performance", "unknown")
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -19,8 +20,6 @@ TEMPO_EDGES_BPM = (66, 80, 96, 112, 132, 156, 184)
 DENSITY_EDGES_NPS = (1, 2, 4, 6, 9, 13)
 
 # Krumhansl & Kessler (1982) key profiles, tonic first.
-_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 _CHORD_SPREAD_S = 0.04  # onsets closer than this count as one attack (a rolled chord)
 _MIN_BEAT_S, _MAX_BEAT_S = 60 / 200, 60 / 50
@@ -104,19 +103,10 @@ def conditions_from_notes(
 
 
 def estimate_key(notes: Sequence[Note]) -> str | None:
-    """Krumhansl-Schmuckler: correlate duration-weighted pitch classes with the 24 profiles."""
-    weights = np.zeros(12)
-    for n in notes:
-        weights[n.pitch % 12] += max(n.end_s - n.start_s, 0.0)
-    if not weights.any() or np.ptp(weights) == 0:
-        return None
-    best, best_r = None, -2.0
-    for mode, profile in ((0, _MAJOR_PROFILE), (1, _MINOR_PROFILE)):
-        for tonic in range(12):
-            r = np.corrcoef(weights, np.roll(profile, tonic))[0, 1]
-            if r > best_r:
-                best, best_r = KEYS[tonic + 12 * mode], r
-    return best
+    """The key token's name (`KEYS`) of the notes: Krumhansl-Schmuckler on duration-weighted
+    pitch classes (`engine.tokens.keys.find_key`); None when no key can be told."""
+    key = find_key([n.pitch for n in notes], [max(n.end_s - n.start_s, 0.0) for n in notes])
+    return None if key is None else KEYS[key.tonic + 12 * key.minor]
 
 
 def estimate_tempo_bpm(onsets_s: Sequence[float]) -> float | None:

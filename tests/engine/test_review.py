@@ -10,7 +10,7 @@ import pytest
 
 from engine.events import AI, PERFORMER, Note
 from engine.offline import music_figures as figures
-from engine.offline.music_keys import Key, compatible, find_key
+from engine.tokens.keys import Key, compatible, find_key
 from engine.offline.music_overlap import overlap_baselines, overlapping_areas, random_notes
 from engine.offline.review import join_performances, read_duet, review, review_file, self_figures
 

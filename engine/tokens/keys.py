@@ -1,5 +1,5 @@
-"""Keys of a passage: Krumhansl-Schmuckler key finding, the scale of a key, and the circle of
-fifths that says which keys agree."""
+"""Keys of a passage: Krumhansl-Schmuckler key finding (for the key condition, listening and
+the musical figures), the scale of a key, and the circle of fifths that says which keys agree."""
 from __future__ import annotations
 
 from typing import NamedTuple, Sequence
