@@ -239,6 +239,12 @@ class Listener:
         elif event.kind is Kind.CONTROL and event.number == SUSTAIN_CC:
             self.pedal(t_s, event.value >= 64)
 
+    @property
+    def memory_size(self) -> int:
+        """How many finished notes and onsets it keeps: bounded over a long jam, since what is
+        older than its longest window (at least MEMORY_S) is forgotten."""
+        return len(self._notes) + len(self._onsets)
+
     def silent_since(self) -> float | None:
         """When the performer's last key went up, while no key is down (else None)."""
         return None if self._down or self._last_key_s is None else self._last_key_s

@@ -13,35 +13,6 @@ from engine.metrics import LatencyTracker
 
 log = logging.getLogger("engine.duet.session")
 
-PREPARE_MIN_S, PREPARE_MAX_S = 0.06, 0.4  # a turn's first chunk is asked for this long before its cue
-COMPUTE_GUESS_S = 0.05  # the compute estimates before anything was measured
-
-
-class Pacing:
-    """Running estimates of generation compute, and the leads they set: how long before a cue
-    an entry's first chunk is asked for, how far ahead of now generation writes. Control
-    thread only (a UI's `metrics` reads `prepare_s`: a float, always whole)."""
-
-    def __init__(self) -> None:
-        self._entry_compute_s = COMPUTE_GUESS_S  # until an entry's first note is ready
-        self._chunk_compute_s = COMPUTE_GUESS_S  # a whole chunk
-
-    def measured(self, compute_s: float, ready_s: float, *, entry: bool) -> None:
-        """A chunk took `compute_s`, its first note `ready_s`; `entry`: it started a turn."""
-        self._chunk_compute_s += 0.2 * (compute_s - self._chunk_compute_s)
-        if entry:
-            self._entry_compute_s += 0.2 * (ready_s - self._entry_compute_s)
-
-    def prepare_s(self, phrase_gap_s: float | None) -> float:
-        """Lead for an entry's first chunk: three times its measured compute, at least
-        PREPARE_MIN_S, at most PREPARE_MAX_S and (call-and-response) half the phrase gap."""
-        cap = PREPARE_MAX_S if phrase_gap_s is None else min(PREPARE_MAX_S, phrase_gap_s / 2)
-        return min(max(3 * self._entry_compute_s + 0.02, PREPARE_MIN_S), cap)
-
-    def lookahead_s(self, preset_lookahead_s: float) -> float:
-        """The preset's lookahead, longer on a machine too slow for it (play later, not stutter)."""
-        return max(preset_lookahead_s, 2 * self._chunk_compute_s + 0.05)
-
 
 class EventKind(enum.StrEnum):
     """What a `SessionEvent` says happened; equal to its string name."""

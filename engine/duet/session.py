@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import threading
 from dataclasses import replace
 from typing import Any, Callable
 
 from engine.clock import Clock, FakeClock, MonotonicClock, s_to_ns
 from engine.events import MidiEvent, Note
+from engine.duet.ahead import Generation
 from engine.duet.control import Commands, Panic, SetMode, SetPreset
 from engine.duet.echo import EchoMeter, EchoWindows
 from engine.duet.fitting import within_limits
 from engine.duet.injection import blend, input_delay_s, interleave
-from engine.duet.performer import MEMORY_S, PerformerTrack, Took
-from engine.duet.report import CueTimer, EventKind, Pacing, Report, SessionEvent, SessionMetrics
-from engine.duet.settings import conditions_of, injection_of, sampling_of
+from engine.duet.performer import PerformerTrack, Took
+from engine.duet.report import CueTimer, EventKind, Report, SessionEvent, SessionMetrics
+from engine.duet.settings import injection_of
 from engine.duet.turns import RING_S, Turns
-from engine.duet.worker import (
-    ChunkGenerator, ChunkRequest, ChunkResult, EntryRequest, EntryResult, GenerationWorker, NoteResult, SyncRequest,
-)
+from engine.duet.worker import ChunkResult, EntryResult, NoteResult
 from engine.midi.capture import Capture
 from engine.midi.scheduler import OutputScheduler
 from engine.presets.schema import Mode, Preset
@@ -30,7 +28,6 @@ __all__ = ["Session", "SessionEvent", "SessionMetrics"]
 
 log = logging.getLogger(__name__)
 _TICK_S = 0.002  # the live control loop's period (results and streamed notes wait at most this)
-_REVISE_EVERY_S = 0.25  # accompany/continuous: at most this often is the AI's written-ahead part rewritten
 
 
 class Session:
@@ -38,7 +35,8 @@ class Session:
     drives the same logic from one thread on a `FakeClock`, generating synchronously.
 
     It holds its parts: the performer's track, the AI's `Turns` (call-and-response), the
-    `Commands` other threads post, the `Report` (events and counters) and the `EchoMeter`.
+    `Generation` that writes the AI's part ahead of the clock, the `Commands` other threads
+    post, the `Report` (events and counters) and the `EchoMeter`.
     `set_mode`, `set_preset`, `panic`, `metrics` and `events` are safe from any thread: the
     commands are applied by the control thread at its next tick.
     """
@@ -59,9 +57,7 @@ class Session:
         self.scheduler = OutputScheduler(output_port, self.clock, on_sent=self._on_sent,
                                          on_error=lambda exc: self._fail("output", exc))
         self.error: BaseException | None = None  # what stopped the session, if anything did
-        self._chunks = ChunkGenerator(model, tokenizer, seed=seed)
-        self._worker: GenerationWorker | None = None
-        self._results: queue.Queue[ChunkResult | NoteResult | EntryResult] = queue.Queue()
+        self._generation = Generation(model, tokenizer, preset, seed=seed, heard=self._heard)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live = self._started = self._stopped = False
@@ -73,14 +69,6 @@ class Session:
         self._echo = EchoMeter()
         self._echo_windows = EchoWindows(self._echo)
         self._turns = Turns(self._cues, self._echo, self._report.emit)
-        self._ai: list[Note] = []  # AI notes scheduled (cancelled ones removed)
-        self._epoch = 0  # results of an older epoch (yielded, revised, reset) never sound
-        self._in_flight = False
-        self._cursor_s = 0.0  # generation writes from here on
-        self._enter = False  # the next chunk starts a turn: its first note sounds at its start
-        self._pacing = Pacing()
-        self._revise_at_s: float | None = None  # accompany/continuous: rewrite what is ahead then
-        self._revised_s = -1.0
 
     # -- running (the owner's thread) ------------------------------------------------------
 
@@ -95,8 +83,7 @@ class Session:
             self.capture.port.set_callback(self.capture.on_message)
         else:
             self.capture.start()  # also starts a file player's own thread
-            self._worker = GenerationWorker(self._chunks, self._results.put)
-            self._worker.start()
+            self._generation.start()
             self.scheduler.start()
             self._thread = threading.Thread(target=self._run, name="jamtui-session", daemon=True)
             self._thread.start()
@@ -109,8 +96,7 @@ class Session:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(2.0)
-        if self._worker is not None:
-            self._worker.stop()
+        self._generation.stop()
         self.capture.stop()
         self.scheduler.stop()
 
@@ -142,11 +128,8 @@ class Session:
         self._apply_commands(now_ns)
         for event in self.capture.drain():
             self._on_input(event, now_ns)
-        while True:
-            try:
-                self._accept(self._results.get_nowait(), now_ns)
-            except queue.Empty:
-                break
+        for result in self._generation.results():
+            self._accept(result, now_ns)
         self._decide(now_ns, now_s)
         if not self._live:
             self.scheduler.step(now_ns)
@@ -191,9 +174,9 @@ class Session:
     def metrics(self) -> SessionMetrics:
         return self._report.metrics(
             mode=self.mode, preset=self.preset.name, prepare_s=self._prepare_s, notes_in=self.performer.notes_in,
-            lead_s=max(0.0, self._cursor_s - self._now_s(self.clock.now_ns())),
+            lead_s=max(0.0, self._generation.cursor_s - self._now_s(self.clock.now_ns())),
             capture=self.capture.stats(), output=self.scheduler.stats(),
-            generation_queue_depth=(self._worker.depth if self._worker else 0) + int(self._in_flight),
+            generation_queue_depth=self._generation.depth,
             echo_rate=self._echo.echo_rate, ai_phrases=self._echo.ai_phrases)
 
     def response_samples_ms(self) -> list[float]:
@@ -234,8 +217,7 @@ class Session:
         self.preset = preset
         self._pending_preset = None
         self._base_settings = injection_of(preset.injection, preset.limits)
-        self._sampling = sampling_of(preset.sampling)
-        self._conditions = conditions_of(preset.conditioning)
+        self._generation.set_preset(preset)
         if now_s is not None:
             self._report.emit(EventKind.PRESET_CHANGED, now_s, name=preset.name)
             if preset.mode != self.mode:
@@ -253,33 +235,24 @@ class Session:
         self._cancel_after(now_ns)
         self._turns.clear()
         self.performer.phrase = []
-        self._cursor_s = self._now_s(now_ns)
+        self._generation.seek(self._now_s(now_ns))
         self._cues.cancel()
 
     def _cancel_after(self, at_ns: int) -> None:
         """No AI onset after at_ns (one already sent ends now), nor a chunk being computed."""
         self.scheduler.cancel(after_ns=at_ns)
-        at_s = self._now_s(at_ns)
-        self._ai = [n for n in self._ai if n.start_s <= at_s]
-        self._epoch += 1
-        self._in_flight = False
+        self._generation.cancel_after(self._now_s(at_ns))
 
     def _revise(self, now_s: float) -> None:
         """Accompany/continuous: the performer played something new. Notes inside the commit
         window stay (they are about to sound); what the AI wrote beyond it is cancelled (notes
         already sounding keep their ends) and written again with the new notes in its context."""
-        self._revise_at_s = None
         if self.mode is Mode.CALL_AND_RESPONSE:
             return
         keep_s = now_s + self.preset.commit_window_s
-        if self._cursor_s <= keep_s:
+        if not self._generation.rewrite_from(keep_s, now_s):
             return  # nothing written beyond the window: the next chunk hears the new notes anyway
-        self._revised_s = now_s
         self.scheduler.cancel(after_ns=self._out_ns(keep_s))
-        self._ai = [n for n in self._ai if n.start_s < keep_s]
-        self._epoch += 1
-        self._in_flight = False
-        self._cursor_s = keep_s
         self._report.revised()
         self._sync(now_s)
 
@@ -294,11 +267,11 @@ class Session:
             self._turns.stale_entry()
         if took is Took.KEY_DOWN and self._turns.end_s is not None:
             self._yield(min(event.t_ns, now_ns))
-        elif took is Took.KEY_DOWN and self.mode is not Mode.CALL_AND_RESPONSE and self._revise_at_s is None:
+        elif took is Took.KEY_DOWN and self.mode is not Mode.CALL_AND_RESPONSE:
             # Once the model may hear it (injection's input delay), what the AI wrote ahead is rewritten.
             settings = self._settings
-            delay_s = input_delay_s(settings.respond_imitate, settings.respond_delay_s)
-            self._revise_at_s = max(self._now_s(event.t_ns) + delay_s, self._revised_s + _REVISE_EVERY_S)
+            self._generation.rewrite_at(self._now_s(event.t_ns) + input_delay_s(settings.respond_imitate,
+                                                                           settings.respond_delay_s))
         elif took is Took.NOTE_ENDED:
             self._sync(self._now_s(now_ns))
 
@@ -313,9 +286,10 @@ class Session:
     # -- deciding and generating (control thread) --------------------------------------------
 
     def _decide(self, now_ns: int, now_s: float) -> None:
-        if self._revise_at_s is not None and now_s >= self._revise_at_s:
+        generation = self._generation
+        if generation.rewrite_due(now_s):
             self._revise(now_s)
-        if self._in_flight:
+        if generation.in_flight:
             return
         turns = self._turns
         if self._pending_preset is not None and turns.end_s is None:  # a switch waits for the turn's end
@@ -330,27 +304,24 @@ class Session:
                     self.performer.handover = self.performer.handover and bool(self.performer.phrase)
                     return
                 self._begin_turn(cue_s, now_ns)
-            elif turns.over(now_s, self._cursor_s):
+            elif turns.over(now_s, generation.cursor_s):
                 turns.end(now_s, self.performer)
                 return
-            horizon_s = now_s + self._pacing.lookahead_s(self.preset.lookahead_s)
-            chunk_s = turns.chunk_s(self.chunk_s, self._cursor_s, horizon_s)
+            chunk_s = turns.chunk_s(self.chunk_s, generation.cursor_s, generation.horizon_s(now_s))
             if chunk_s is not None:
                 self._request(now_s, chunk_s)
         else:
-            if not self._ai and not self._cues.pending and self._cursor_s <= now_s:
+            if not generation.notes and not self._cues.pending and generation.cursor_s <= now_s:
                 # The AI's entry: scheduled a moment ahead and generated before it (the cue).
-                self._cursor_s = self._on_beat(now_s + self._prepare_s)
-                self._cues.cue(self.start_ns + s_to_ns(self._cursor_s))
-                self._enter = True
-            self._cursor_s = max(self._cursor_s, now_s)
-            if self._cursor_s < now_s + self._pacing.lookahead_s(self.preset.lookahead_s):
+                generation.enter_at(self._on_beat(now_s + self._prepare_s))
+                self._cues.cue(self.start_ns + s_to_ns(generation.cursor_s))
+            generation.seek(max(generation.cursor_s, now_s))
+            if generation.cursor_s < generation.horizon_s(now_s):
                 self._request(now_s, self.chunk_s)
 
     def _begin_turn(self, cue_s: float, now_ns: int) -> None:
         entry = self._turns.begin(cue_s, self.performer, self.start_ns)
-        self._cursor_s = cue_s
-        self._enter = True
+        self._generation.enter_at(cue_s)
         if entry is None:
             return
         # The answer starts with the prepared note; the first chunk then continues after it
@@ -360,14 +331,12 @@ class Session:
             self._cues.requested(now_ns)
             self._cues.computed(0, True)
             self._schedule(fitted, now_ns)
-            self._enter = False
+            self._generation.entry_played()
 
     def _prepare_entry(self, now_s: float) -> None:
         gen = self._turns.entry_wanted(self.preset.handover, self.performer)
-        if gen is None:
-            return
-        self._submit(EntryRequest(gen, now_s, self._context(now_s, now_s), self.preset.context_s,
-                                  self._conditions, self._sampling))
+        if gen is not None:
+            self._take_now(self._generation.prepare_entry(gen, now_s))
 
     def _on_beat(self, t_s: float) -> float:
         """With MIDI clock coming in, the first beat at or after t_s; else t_s (free time)."""
@@ -379,7 +348,8 @@ class Session:
 
     @property
     def _prepare_s(self) -> float:
-        return self._pacing.prepare_s(self.preset.phrase_gap_s if self.mode is Mode.CALL_AND_RESPONSE else None)
+        return self._generation.prepare_s(
+            self.preset.phrase_gap_s if self.mode is Mode.CALL_AND_RESPONSE else None)
 
     def generate_chunk(self, now_s: float) -> list[Note]:
         """The model step on its own: AI notes for [now_s, now_s + chunk_s), blended and
@@ -387,68 +357,43 @@ class Session:
         owns the model."""
         if self._live:
             raise RuntimeError("generate_chunk is for a session that is not live")
-        result = self._chunks.run(self._make_request(now_s, now_s, self.chunk_s))
+        result = self._generation.write_now(now_s, self.chunk_s)
         if result.error is not None:
             raise result.error
         return self._fit(result.notes, now_s)
 
-    def _context(self, now_s: float, until_s: float) -> tuple[Note, ...]:
-        """Both players' notes for the model: the performer's as injection lets them in."""
-        window_start_s = until_s - self.preset.context_s
-        heard = interleave(self.performer.recent(window_start_s, now_s), now_s, self._settings)
-        context = sorted([*heard.notes, *(n for n in self._ai if n.end_s > window_start_s)],
-                         key=lambda n: (n.start_s, n.pitch))
-        return tuple(context)
-
-    def _make_request(self, now_s: float, from_s: float, chunk_s: float, enter: bool = False) -> ChunkRequest:
-        return ChunkRequest(self._epoch, from_s, chunk_s, self._context(now_s, from_s), self.preset.context_s,
-                            self._conditions, self._sampling, enter)
+    def _heard(self, since_s: float, now_s: float) -> tuple[Note, ...]:
+        """The performer's notes since since_s that the model hears at now_s (injection's choice)."""
+        return interleave(self.performer.recent(since_s, now_s), now_s, self._settings).notes
 
     def _sync(self, now_s: float) -> None:
         """Keep the model's context warm: take in what was played since the last chunk."""
-        if not self._started or self._stopped:
-            return
-        until_s = max(self._cursor_s, now_s)
-        self._submit(SyncRequest(self._context(now_s, until_s), until_s, self.preset.context_s, self._conditions))
+        if self._started and not self._stopped:
+            self._generation.sync(now_s)
 
     def _request(self, now_s: float, chunk_s: float) -> None:
-        request = self._make_request(now_s, self._cursor_s, chunk_s, self._enter)
-        self._enter = False
-        self._in_flight = True
         self._cues.requested(self.clock.now_ns())
-        self._submit(request)
+        self._take_now(self._generation.request(now_s, chunk_s))
 
-    def _submit(self, request: ChunkRequest | SyncRequest | EntryRequest) -> None:
-        """To the generation thread; not live, it runs here and its result is taken at once."""
-        if self._live:
-            assert self._worker is not None
-            self._worker.submit(request)
-        elif isinstance(request, SyncRequest):
-            self._chunks.sync(request)
-        elif isinstance(request, EntryRequest):
-            self._accept(self._chunks.prepare_entry(request), self.clock.now_ns())
-        else:
-            self._accept(self._chunks.run(request), self.clock.now_ns())
+    def _take_now(self, result: ChunkResult | EntryResult | None) -> None:
+        """Not live, a request runs at once: its result is taken here."""
+        if result is not None:
+            self._accept(result, self.clock.now_ns())
 
     def _accept(self, result: ChunkResult | NoteResult | EntryResult, now_ns: int) -> None:
         if isinstance(result, EntryResult):
             self._turns.entry_sampled(result.request.gen, result.note)
             return
-        request = result.request
-        if request.epoch != self._epoch:
+        if not self._generation.current(result):
             return  # a chunk for a turn that was yielded, cancelled or re-moded: never sounds
+        now_s = self._now_s(now_ns)
         if isinstance(result, NoteResult):  # an entry's note, ahead of the rest of its chunk
             self._cues.computed(round(result.compute_s * 1e9), True)
-            self._schedule(self._fit([result.note], self._now_s(now_ns)), now_ns)
+            self._schedule(self._fit([result.note], now_s), now_ns)
             return
-        self._in_flight = False
-        now_s = self._now_s(now_ns)
-        self._report.chunk_done(result.compute_s, request.chunk_s)
-        # An answer is ready when its first note is (later notes are computed while it plays).
-        ready_s = result.first_note_s if result.first_note_s is not None else result.compute_s
+        ready_s = self._generation.finished(result)
+        self._report.chunk_done(result.compute_s, result.request.chunk_s)
         self._cues.computed(round(ready_s * 1e9), bool(result.notes))
-        self._pacing.measured(result.compute_s, ready_s, entry=request.enter)
-        self._cursor_s = request.from_s + request.chunk_s
         if result.error is not None:
             self._report.generation_failed()
             self._report.emit(EventKind.GENERATION_FAILED, now_s, error=repr(result.error))
@@ -465,7 +410,8 @@ class Session:
 
     def _fit(self, notes, now_s: float) -> list[Note]:
         blended = blend(notes, self.listener.listen(now_s), self._settings, self.performer.phrase)
-        return within_limits(blended, self.preset.limits, self._ai, turn_end_s=self._turns.end_s, ring_s=RING_S)
+        return within_limits(blended, self.preset.limits, self._generation.notes, turn_end_s=self._turns.end_s,
+                             ring_s=RING_S)
 
     def _out_ns(self, t_s: float) -> int:
         """Clock time at which session time t_s goes out of this port (its preset offset added)."""
@@ -480,10 +426,8 @@ class Session:
                 on_ns = now_ns
             self.scheduler.schedule_note(on_ns, max(off_ns, on_ns + 1_000_000), n.pitch, n.velocity, self.channel)
             self._cues.scheduled(on_ns)
-            self._ai.append(n)
             self._turns.played(n)
-        if self._ai and self._ai[0].end_s < self._now_s(now_ns) - MEMORY_S:
-            self._ai = [n for n in self._ai if n.end_s >= self._now_s(now_ns) - MEMORY_S]
+        self._generation.wrote(notes, self._now_s(now_ns))
 
     def _on_sent(self, event: MidiEvent) -> None:
         """Scheduler thread (or the caller's, not live): a message left the output port."""

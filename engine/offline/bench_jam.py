@@ -18,7 +18,7 @@ from engine.metrics import percentile
 from engine.midi.memory import MemoryInputPort, MemoryOutputPort
 from engine.duet.jam import Jam
 from engine.model.cache import ModelCache
-from engine.presets.schema import Handover
+from engine.presets.schema import Handover, Mode
 
 MS = 1_000_000
 
@@ -28,9 +28,9 @@ def bench_jam(model, tokenizer, preset, *, cues: int = 20, seed: int = 0) -> dic
     predicted, so the answer is generated before it) and handover_ms_* over `cues // 2`
     hand-over key presses (not predictable: the first note is streamed out as soon as its
     tokens are sampled); the scheduler's lateness while the model generated."""
-    phrase_end = replace(preset, mode="call-and-response", handover=None)
+    phrase_end = replace(preset, mode=Mode.CALL_AND_RESPONSE, handover=None)
     first, lateness, metrics = _trials(model, tokenizer, phrase_end, cues, seed, handover_key=None)
-    keyed = replace(preset, mode="call-and-response", phrase_gap_s=8.0, handover=Handover(kind="note", number=21))
+    keyed = replace(preset, mode=Mode.CALL_AND_RESPONSE, phrase_gap_s=8.0, handover=Handover(kind="note", number=21))
     handover, _, _ = _trials(model, tokenizer, keyed, max(1, cues // 2), seed + 1, handover_key=21)
     return {
         "first_note_cues": cues,

@@ -112,6 +112,12 @@ class JamTokenizer:
         return len(self.vocab)
 
     @property
+    def duration_ticks(self) -> tuple[int, ...]:
+        """The durations (ticks) one Duration or TimeShift token can say, shortest first: the grid
+        note lengths and time shifts snap to."""
+        return tuple(self._time_ticks)
+
+    @property
     def max_duration_s(self) -> float:
         return self._time_ticks[-1] * self.tick_s
 

@@ -6,6 +6,8 @@ import pytest
 from engine.clock import FakeClock, s_to_ns
 from engine.midi.capture import Capture
 from engine.midi.memory import MemoryInputPort
+from tests.engine.sessions import advance, make, note_ons
+from tests.midi_checks import assert_balanced
 
 TICK_NS = round(0.5e9 / 24)  # 120 bpm
 
@@ -40,8 +42,6 @@ class MidiClockFeed:
         self.next_tick_ns = session.start_ns
 
     def run(self, until_s: float, step_s: float = 0.005) -> None:
-        from tests.engine.test_session import advance
-
         session, clock = self.session, self.clock
         target_ns = session.start_ns + s_to_ns(until_s)
         while clock.now_ns() < target_ns:
@@ -53,8 +53,6 @@ class MidiClockFeed:
 
 
 def test_with_midi_clock_an_answer_starts_on_the_beat(tokenizer, playful):
-    from tests.engine.test_session import assert_balanced, make, note_ons
-
     clock, inp, out, session, seen = make(tokenizer, playful, "call-and-response", phrase_gap_s=0.3)
     feed = MidiClockFeed(session, clock, inp)
     feed.run(0.3)
@@ -75,8 +73,6 @@ def test_with_midi_clock_an_answer_starts_on_the_beat(tokenizer, playful):
 
 
 def test_with_midi_clock_continuous_enters_on_the_beat(tokenizer, playful):
-    from tests.engine.test_session import assert_balanced, make, note_ons
-
     clock, inp, out, session, seen = make(tokenizer, playful, "call-and-response")
     feed = MidiClockFeed(session, clock, inp)
     feed.run(0.61)  # the clock is running; nobody plays

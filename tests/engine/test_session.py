@@ -3,44 +3,14 @@ continuous play, mode changes, a failing model, and silence at the end."""
 from __future__ import annotations
 
 from engine.clock import FakeClock, s_to_ns
-from engine.events import ALL_NOTES_OFF_CC, Kind, MidiEvent
+from engine.events import ALL_NOTES_OFF_CC, Kind
 from engine.midi.memory import MemoryInputPort, MemoryOutputPort
 from engine.presets.schema import Limits, Preset
 from engine.duet.session import Session
+from tests.engine.sessions import advance, make, note_ons, phrase
 from tests.midi_checks import assert_balanced
 
 AI_CHANNEL = 0
-
-
-def phrase(port: MemoryInputPort, clock: FakeClock, session: Session, start_s: float, pitches, step_s=0.25):
-    """Play a short legato line from start_s, ticking the session on the way."""
-    for i, pitch in enumerate(pitches):
-        t_on = start_s + i * step_s
-        advance(session, clock, t_on)
-        port.feed(bytes((0x90, pitch, 90)), clock.now_ns())
-        advance(session, clock, t_on + step_s * 0.9)
-        port.feed(bytes((0x80, pitch, 0)), clock.now_ns())
-
-
-def advance(session: Session, clock: FakeClock, until_s: float, step_s: float = 0.01) -> None:
-    target = session.start_ns + s_to_ns(until_s)
-    while clock.now_ns() < target:
-        clock.set(min(clock.now_ns() + s_to_ns(step_s), target))
-        session.tick(clock.now_ns())
-
-
-def note_ons(events: list[MidiEvent]) -> list[MidiEvent]:
-    return [e for e in events if e.is_note_on]
-
-
-def make(tokenizer, model, mode: str, **preset_kw):
-    clock = FakeClock(start_ns=s_to_ns(100.0))
-    inp, out = MemoryInputPort(), MemoryOutputPort(clock)
-    preset = Preset(mode=mode, **preset_kw)
-    seen = []
-    session = Session(inp, out, model, tokenizer, preset, clock=clock, seed=1, on_event=seen.append)
-    session.start(live=False)
-    return clock, inp, out, session, seen
 
 
 def test_call_and_response_answers_then_yields(tokenizer, playful):

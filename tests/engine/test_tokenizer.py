@@ -106,7 +106,7 @@ def test_ids_equal_miditok_own_encoding_of_the_same_score():
     notes, tick = [], 0
     for _ in range(300):
         tick += rng.choice([0, 0, 1, 2, 5, 30, 48, 100, 500])
-        duration = rng.choice(TOK._time_ticks)
+        duration = rng.choice(TOK.duration_ticks)
         note = Note(tick * TOK.tick_s, (tick + duration) * TOK.tick_s, rng.randint(21, 108), 63, rng.choice((0, 1)))
         notes.append(note)
         tracks[note.player].notes.append(symusic.Note(tick, duration, note.pitch, 63))
