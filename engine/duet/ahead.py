@@ -7,6 +7,7 @@ import queue
 from typing import Callable, Iterator, Sequence
 
 from engine.events import Note
+from engine.duet.guide import Guide
 from engine.duet.performer import MEMORY_S
 from engine.duet.settings import conditions_of, sampling_of
 from engine.duet.worker import (
@@ -62,9 +63,11 @@ class Generation:
     """
 
     def __init__(self, model, tokenizer, preset: Preset, *, seed: int,
-                 heard: Callable[[float, float], Sequence[Note]]) -> None:
+                 heard: Callable[[float, float], Sequence[Note]],
+                 guide: Callable[[float], Guide | None] = lambda _now_s: None) -> None:
         self._chunks = ChunkGenerator(model, tokenizer, seed=seed)
         self._heard = heard
+        self._guide = guide  # what a chunk asked for at now_s respects while sampled
         self._notes: list[Note] = []
         self._worker: GenerationWorker | None = None
         self._results: queue.Queue[Result] = queue.Queue()
@@ -188,7 +191,7 @@ class Generation:
     def request(self, now_s: float, chunk_s: float) -> ChunkResult | None:
         """The next chunk, from the cursor, `chunk_s` long. Its result: returned when not live."""
         request = ChunkRequest(self._epoch, self._cursor_s, chunk_s, self._context(now_s, self._cursor_s),
-                               self._context_s, self._conditions, self._sampling, self._enter)
+                               self._context_s, self._conditions, self._sampling, self._enter, self._guide(now_s))
         self._enter = False
         self._in_flight = True
         return self._submit(request)
@@ -196,7 +199,8 @@ class Generation:
     def write_now(self, now_s: float, chunk_s: float) -> ChunkResult:
         """A chunk from now_s, computed here whatever the cursor (nothing is scheduled or counted)."""
         return self._chunks.run(ChunkRequest(self._epoch, now_s, chunk_s, self._context(now_s, now_s),
-                                             self._context_s, self._conditions, self._sampling))
+                                             self._context_s, self._conditions, self._sampling,
+                                             guide=self._guide(now_s)))
 
     def sync(self, now_s: float) -> None:
         """Keep the model's context warm: take in what was played since the last chunk."""

@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from engine.duet.guide import Steering
 from engine.tokens.conditions import Conditions, fill_conditions
 from engine.events import AI, Note
 from engine.model.sampling import Sampling, generate
@@ -138,9 +139,11 @@ class ContextStream:
 
     def play(self, from_s: float, until_s: float, sampling: Sampling, grammar: Callable[[list[int]], torch.Tensor], *,
              generator: torch.Generator | None = None, enter: bool = False,
-             on_note: Callable[[Note], None] | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> PlayResult:
+             on_note: Callable[[Note], None] | None = None, max_new_tokens: int = MAX_NEW_TOKENS,
+             steering: Steering | None = None) -> PlayResult:
         """The model plays from `from_s` until its clock passes `until_s`. With `enter` its
-        first token is the AI's Program: the first note sounds exactly at `from_s`."""
+        first token is the AI's Program: the first note sounds exactly at `from_s`. `steering`
+        narrows what the grammar allows (re-strikes, density, scale, register)."""
         tok = self.tokenizer
         from_tick = max(0, round((from_s - self.origin_s) / tok.tick_s))
         # The model's clock runs on a grid of ticks; its notes are moved by less than half a
@@ -162,7 +165,13 @@ class ContextStream:
         entry_mask[entry_id] = True
 
         def allowed(history: list[int]) -> torch.Tensor:
-            return entry_mask if enter and len(history) == base else grammar(history)
+            if enter and len(history) == base:
+                return entry_mask
+            mask = grammar(history)
+            steered = steering.mask(history, decoder.now_s, notes) if steering is not None else None
+            if steered is not None and bool((mask & steered).any()):
+                mask = mask & steered
+            return mask
 
         def stop(new_ids: list[int]) -> bool:
             for note in decoder.feed(new_ids[-1]):

@@ -14,6 +14,7 @@ from engine.duet.ahead import Generation
 from engine.duet.control import Commands, Panic, SetMode, SetPreset
 from engine.duet.echo import EchoMeter, EchoWindows
 from engine.duet.fitting import within_limits
+from engine.duet.guide import KEY_WINDOW_S, Guide, guide_for
 from engine.duet.injection import blend, input_delay_s, interleave
 from engine.duet.performer import PerformerTrack, Took
 from engine.duet.report import CueTimer, EventKind, Report, SessionEvent, SessionMetrics
@@ -57,7 +58,7 @@ class Session:
         self.scheduler = OutputScheduler(output_port, self.clock, on_sent=self._on_sent,
                                          on_error=lambda exc: self._fail("output", exc))
         self.error: BaseException | None = None  # what stopped the session, if anything did
-        self._generation = Generation(model, tokenizer, preset, seed=seed, heard=self._heard)
+        self._generation = Generation(model, tokenizer, preset, seed=seed, heard=self._heard, guide=self._guide)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live = self._started = self._stopped = False
@@ -365,6 +366,12 @@ class Session:
     def _heard(self, since_s: float, now_s: float) -> tuple[Note, ...]:
         """The performer's notes since since_s that the model hears at now_s (injection's choice)."""
         return interleave(self.performer.recent(since_s, now_s), now_s, self._settings).notes
+
+    def _guide(self, now_s: float) -> Guide:
+        """What the next chunk respects: the phrase being answered, else the performer's recent playing."""
+        answering = self.mode is Mode.CALL_AND_RESPONSE and self.performer.phrase
+        performer = self.performer.phrase if answering else self.performer.recent(now_s - KEY_WINDOW_S, now_s)
+        return guide_for(self.preset, self.mode, performer, now_s)
 
     def _sync(self, now_s: float) -> None:
         """Keep the model's context warm: take in what was played since the last chunk."""

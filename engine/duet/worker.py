@@ -22,6 +22,7 @@ from engine.tokens.grammar import NoteGrammar
 from engine.events import AI, Note
 from engine.model.sampling import Sampling
 from engine.duet.context import ContextStream
+from engine.duet.guide import Guide, Steering
 from engine.tokens.tokenizer import JamTokenizer
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class ChunkRequest:
     conditions: Conditions | None
     sampling: Sampling
     enter: bool = False  # the AI's first note sounds at from_s (the start of a turn)
+    guide: Guide | None = None  # what its notes respect while sampled (re-strikes, density, key, register)
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,10 @@ class ChunkGenerator:
         t_s, chunk_end_s = request.from_s, request.from_s + request.chunk_s
         try:
             self.stream.sync(request.context, t_s, request.conditions, request.context_s)
+            steering = (Steering(request.guide, self.stream.tokenizer, request.context, self.generator)
+                        if request.guide is not None else None)
             played = self.stream.play(t_s, chunk_end_s, request.sampling, self.grammar, generator=self.generator,
-                                      enter=request.enter, on_note=on_note)
+                                      enter=request.enter, on_note=on_note, steering=steering)
         except Exception:
             self.stream.cache.reset()  # whatever state it was left in, the next chunk rebuilds it
             raise

@@ -46,6 +46,9 @@ class PresetError(Exception):
         where = f"preset {source}" if isinstance(source, os.PathLike) else str(source)
         super().__init__(f"{where}: {key}: {self.problem}" if key else f"{where}: {self.problem}")
 
+    def __reduce__(self):  # picklable across processes (the music bench) despite the three-argument init
+        return type(self), (self.source, self.key, self.problem)
+
 
 def _range(lo: float, hi: float, default: Any = MISSING) -> Any:
     return field(default=default, metadata={"range": (lo, hi)})
@@ -82,6 +85,7 @@ class InjectionSettingsRef:
     respond_imitate: float = _range(0.0, 1.0, 0.3)  # 0 = answer freely, 1 = echo the performer's ideas
     input_delay_s: float = _range(0.0, 2.0, 0.0)
     anti_echo: bool = True
+    scale_bias: float = _range(0.0, 1.0, 0.8)  # share of the AI's notes kept in the key the performer plays in
 
 
 @dataclass(frozen=True)

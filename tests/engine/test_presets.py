@@ -281,3 +281,11 @@ def test_every_shipped_preset_gives_engine_injection_settings():
         assert isinstance(settings, InjectionSettings)
         assert settings.respond_imitate == preset.injection.respond_imitate
         assert (settings.harmony != "off") == ("harmonic" in preset.injection.strategy)
+
+
+def test_a_preset_error_crosses_processes_intact():
+    import pickle
+
+    error = PresetError(Path("mine.toml"), "sampling.top_p", "must be between 0.01 and 1")
+    again = pickle.loads(pickle.dumps(error))
+    assert str(again) == str(error) and again.key == "sampling.top_p"

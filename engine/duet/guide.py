@@ -1,0 +1,117 @@
+"""What the AI's next notes respect while they are sampled: no re-strike of a string it has just
+released (or still holds), the density it should keep, the performer's scale and, accompanying,
+a register under the melody. A `Guide` is plain data the session fills from listening and the
+preset; `Steering` applies it to one chunk as a mask on top of the note grammar."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from engine.events import AI, Note
+from engine.presets.schema import Mode, Preset
+from engine.tokens.keys import find_key
+from engine.tokens.tokenizer import DURATION, PROGRAM, SHIFT, JamTokenizer
+
+RESTRIKE_GAP_S = 0.06  # a pitch the AI released is not struck again sooner (a pianist's re-strike takes longer)
+DENSITY_WINDOW_S = 2.0  # onsets counted over this much of the AI's recent playing
+KEY_WINDOW_S = 8.0  # the performer's key: from his last this-many seconds
+MIN_ONSETS_PER_S = 1.0  # a performer's density below this still lets the AI play a line
+ACCOMPANY_DENSITY = 0.8  # an accompanist plays a little less than the soloist ...
+ACCOMPANY_UNDER_SHARE = 0.75  # ... and mostly under his melody (his recent median pitch)
+
+
+@dataclass(frozen=True)
+class Guide:
+    restrike_gap_s: float = RESTRIKE_GAP_S
+    onsets_per_s: float | None = None  # the most AI notes a second, over DENSITY_WINDOW_S; None: free
+    scale: frozenset[int] | None = None  # pitch classes of the performer's key
+    scale_share: float = 0.0  # share of the AI's notes held to that scale (0..1)
+    ceiling: int | None = None  # pitches below this one ...
+    ceiling_share: float = 0.0  # ... for this share of the AI's notes (accompany: under the melody)
+
+
+def guide_for(preset: Preset, mode: Mode, performer: Sequence[Note], now_s: float) -> Guide:
+    """The guide for what the AI writes next, from the preset and the performer's notes (his
+    recent playing, or in call-and-response the phrase being answered): his key's scale at
+    the preset's `scale_bias`; the preset's density, else one relative to his; accompanying,
+    a register under his recent median pitch."""
+    recent = [n for n in performer if n.end_s > now_s - KEY_WINDOW_S and n.start_s <= now_s]
+    key = find_key([n.pitch for n in recent], [max(min(n.end_s, now_s) - n.start_s, 0.0) for n in recent])
+    density = preset.conditioning.density_nps
+    if density is None and recent:
+        span_s = max(max(n.start_s for n in recent) - min(n.start_s for n in recent), 1.0)
+        density = max(len(recent) / span_s, MIN_ONSETS_PER_S)
+        if mode is Mode.ACCOMPANY:
+            density *= ACCOMPANY_DENSITY
+    ceiling = None
+    if mode is Mode.ACCOMPANY and recent:
+        pitches = sorted(n.pitch for n in recent)
+        ceiling = pitches[len(pitches) // 2]
+    return Guide(onsets_per_s=density, scale=key.scale if key is not None else None,
+                 scale_share=preset.injection.scale_bias if key is not None else 0.0,
+                 ceiling=ceiling, ceiling_share=ACCOMPANY_UNDER_SHARE if ceiling is not None else 0.0)
+
+
+class Steering:
+    """One chunk's guide at work. `mask(history, now_s, played)` says which ids may come next
+    beyond the grammar: `now_s` is the model's clock, `played` the AI notes sampled so far in
+    the chunk. Generation thread only."""
+
+    def __init__(self, guide: Guide, tokenizer: JamTokenizer, recent_ai: Sequence[Note],
+                 generator: torch.Generator | None = None) -> None:
+        self.guide = guide
+        self._tok = tokenizer
+        self._recent = [n for n in recent_ai if n.player == AI]
+        self._generator = generator
+        lo, hi = tokenizer.pitch_range
+        self._pitches = range(lo, hi + 1)
+        self._pitch_ids = torch.tensor([tokenizer.token_id(f"Pitch_{p}") for p in self._pitches])
+        self._program_id = tokenizer.token_id(f"Program_{AI}")
+        self._scale = self._pitch_mask(lambda p: guide.scale is None or p % 12 in guide.scale)
+        self._low = self._pitch_mask(lambda p: guide.ceiling is None or p < guide.ceiling)
+        self.held_back = 0  # notes the density kept from starting (a time shift came instead)
+
+    def mask(self, history: Sequence[int], now_s: float, played: Sequence[Note]) -> torch.Tensor | None:
+        """A bool mask over the vocabulary (True: may come), or None when nothing is steered now."""
+        last = self._tok.kind(history[-1]) if history else None
+        if last == PROGRAM:
+            return self._pitch(now_s, played)
+        if last in (DURATION, SHIFT, None) and self._too_dense(now_s, played):
+            self.held_back += 1
+            keep = torch.ones(self._tok.vocab_size, dtype=torch.bool)
+            keep[self._program_id] = False
+            return keep
+        return None
+
+    def _pitch(self, now_s: float, played: Sequence[Note]) -> torch.Tensor:
+        allowed = torch.ones(self._tok.vocab_size, dtype=torch.bool)
+        gap_s = self.guide.restrike_gap_s
+        for n in (*self._recent, *played):
+            if n.player == AI and n.start_s <= now_s < n.end_s + gap_s and self._tok.pitch_range[0] <= n.pitch:
+                index = n.pitch - self._tok.pitch_range[0]
+                if index < len(self._pitch_ids):
+                    allowed[self._pitch_ids[index]] = False
+        for share, held_to in ((self.guide.scale_share, self._scale), (self.guide.ceiling_share, self._low)):
+            if share > 0 and self._draw() < share:
+                narrowed = allowed & held_to
+                if bool(narrowed[self._pitch_ids].any()):  # never leave a note no pitch at all
+                    allowed = narrowed
+        return allowed
+
+    def _too_dense(self, now_s: float, played: Sequence[Note]) -> bool:
+        if self.guide.onsets_per_s is None:
+            return False
+        since_s = now_s - DENSITY_WINDOW_S
+        onsets = sum(1 for n in (*self._recent, *played) if n.player == AI and since_s < n.start_s <= now_s)
+        return onsets >= self.guide.onsets_per_s * DENSITY_WINDOW_S
+
+    def _pitch_mask(self, keep) -> torch.Tensor:
+        mask = torch.ones(self._tok.vocab_size, dtype=torch.bool)
+        for p, token_id in zip(self._pitches, self._pitch_ids.tolist()):
+            mask[token_id] = bool(keep(p))
+        return mask
+
+    def _draw(self) -> float:
+        return float(torch.rand((), generator=self._generator))

@@ -1,0 +1,86 @@
+"""The guide while sampling: a pitch the AI holds or just released is not struck again, the
+density holds back new notes, and the scale and register narrow the pitches the model may pick."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.duet.guide import DENSITY_WINDOW_S, Guide, Steering
+from engine.events import AI, PERFORMER, Note
+
+C_MAJOR = frozenset({0, 2, 4, 5, 7, 9, 11})
+
+
+def pitches_allowed(tok, mask: torch.Tensor) -> set[int]:
+    lo, hi = tok.pitch_range
+    return {p for p in range(lo, hi + 1) if bool(mask[tok.token_id(f"Pitch_{p}")])}
+
+
+def after_program(tok) -> list[int]:
+    return [tok.token_id(f"Program_{AI}")]
+
+
+def test_a_pitch_held_or_just_released_by_the_ai_is_not_struck_again(tokenizer):
+    recent = [Note(0.0, 1.0, 60, 80, AI), Note(0.0, 0.97, 64, 80, AI), Note(0.0, 0.5, 67, 80, AI),
+              Note(0.0, 1.0, 72, 80, PERFORMER)]  # the performer's keys are his own
+    steering = Steering(Guide(), tokenizer, recent)
+    allowed = pitches_allowed(tokenizer, steering.mask(after_program(tokenizer), 1.0, []))
+    assert 60 not in allowed and 64 not in allowed  # released 0 and 30 ms ago
+    assert 67 in allowed and 72 in allowed  # released 500 ms ago; the performer's
+    played = [Note(1.0, 1.2, 62, 80, AI)]  # sampled in this chunk, still sounding
+    assert 62 not in pitches_allowed(tokenizer, steering.mask(after_program(tokenizer), 1.1, played))
+
+
+def test_density_holds_back_a_new_note_until_the_window_has_room(tokenizer):
+    steering = Steering(Guide(onsets_per_s=2.0), tokenizer, [])
+    program = tokenizer.token_id(f"Program_{AI}")
+    between = [next(i for i, name in enumerate(tokenizer.vocab) if name.startswith("Duration_"))]  # a note ended
+    busy = [Note(0.1 * i, 0.1 * i + 0.05, 60 + i, 80, AI) for i in range(4)]  # 4 onsets in 2 s: the cap
+    held = steering.mask(between, 0.35, busy)
+    assert held is not None and not bool(held[program])
+    assert steering.held_back == 1
+    later = 0.3 + DENSITY_WINDOW_S  # the first onsets left the window
+    assert steering.mask(between, later, busy) is None
+
+
+def test_scale_and_register_narrow_the_pitches(tokenizer):
+    steering = Steering(Guide(scale=C_MAJOR, scale_share=1.0, ceiling=60, ceiling_share=1.0), tokenizer, [],
+                        generator=torch.Generator().manual_seed(0))
+    allowed = pitches_allowed(tokenizer, steering.mask(after_program(tokenizer), 0.0, []))
+    assert allowed and all(p % 12 in C_MAJOR and p < 60 for p in allowed)
+    free = Steering(Guide(scale=C_MAJOR, scale_share=0.0), tokenizer, [])
+    assert 61 in pitches_allowed(tokenizer, free.mask(after_program(tokenizer), 0.0, []))
+
+
+def test_a_share_holds_about_that_share_of_notes(tokenizer):
+    steering = Steering(Guide(scale=C_MAJOR, scale_share=0.7), tokenizer, [],
+                        generator=torch.Generator().manual_seed(1))
+    held = sum(61 not in pitches_allowed(tokenizer, steering.mask(after_program(tokenizer), 0.0, []))
+               for _ in range(400))
+    assert 0.62 < held / 400 < 0.78
+
+
+def test_nothing_is_steered_between_notes_without_a_density(tokenizer):
+    steering = Steering(Guide(), tokenizer, [])
+    shift = next(i for i, name in enumerate(tokenizer.vocab) if name.startswith("TimeShift_"))
+    assert steering.mask([shift], 1.0, []) is None
+
+
+def scale_run(start_s: float, pitches, step_s: float = 0.25) -> list[Note]:
+    return [Note(start_s + i * step_s, start_s + (i + 1) * step_s, p, 70, PERFORMER) for i, p in enumerate(pitches)]
+
+
+def test_the_guide_follows_the_performer_key_and_density():
+    from engine.duet.guide import guide_for
+    from engine.presets.schema import ConditioningSettings, Mode, Preset
+
+    played = scale_run(0.0, [62, 64, 66, 67, 69, 71, 73, 74] * 2)  # D major, 4 notes a second
+    guide = guide_for(Preset(), Mode.CONTINUOUS, played, 4.0)
+    assert guide.scale == frozenset({2, 4, 6, 7, 9, 11, 1}) and guide.scale_share == Preset().injection.scale_bias
+    assert guide.onsets_per_s == pytest.approx(16 / 3.75) and guide.ceiling is None
+    asked = Preset(conditioning=ConditioningSettings(density_nps=3.0))
+    accompany = guide_for(asked, Mode.ACCOMPANY, played, 4.0)
+    assert accompany.onsets_per_s == 3.0  # the preset's density wins
+    assert accompany.ceiling == 69 and accompany.ceiling_share > 0.5  # under his median
+    silent = guide_for(Preset(), Mode.CONTINUOUS, [], 4.0)
+    assert silent.scale is None and silent.onsets_per_s is None and silent.scale_share == 0.0
