@@ -4,7 +4,7 @@ turn ends or yields, and a first note prepared ahead for the hand-over key."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, Sequence
 
 from engine.clock import s_to_ns
 from engine.events import Note
@@ -15,6 +15,25 @@ from engine.duet.report import CueTimer, EventKind
 ANSWER_MIN_S, ANSWER_MAX_S = 2.0, 6.0  # the AI's phrase length, from the call's
 FIRST_CHUNK_S = 0.5  # an answer's first chunk, kept short for latency
 RING_S = 0.5  # an answer's last notes may ring this long past its turn
+MIN_PHRASE_GAP_S = 0.3  # a phrase never ends sooner than this after the last key went up ...
+GAP_IN_STEPS = 4.0  # ... nor later than this many of the performer's own steps (inter-onset intervals)
+GAP_FROM_ONSETS = 16  # his recent steps: between his last this-many onsets
+CHORD_S = 0.03  # onsets closer than this are one chord, one step
+
+
+def phrase_gap_s(phrase: Sequence[Note], longest_s: float) -> float:
+    """The silence that ends this performer's phrase: a pause that stands out from his own
+    pulse (GAP_IN_STEPS of his median step), at least MIN_PHRASE_GAP_S and at most the
+    preset's `phrase_gap_s` (`longest_s`). A pianist who rarely stops fully leaves such
+    pauses far more often than a fixed 0.8 s of silence."""
+    onsets: list[float] = []
+    for start_s in sorted(n.start_s for n in phrase)[-GAP_FROM_ONSETS:]:
+        if not onsets or start_s - onsets[-1] >= CHORD_S:
+            onsets.append(start_s)
+    if len(onsets) < 4:
+        return longest_s
+    steps = sorted(b - a for a, b in zip(onsets, onsets[1:]))
+    return min(longest_s, max(MIN_PHRASE_GAP_S, GAP_IN_STEPS * steps[len(steps) // 2]))
 
 
 class Turns:
@@ -42,11 +61,12 @@ class Turns:
 
     # -- the turn ---------------------------------------------------------------------------
 
-    def next_cue_s(self, now_s: float, performer: PerformerTrack, phrase_gap_s: float, prepare_s: float,
+    def next_cue_s(self, now_s: float, performer: PerformerTrack, phrase_gap_s_max: float, prepare_s: float,
                    on_beat: Callable[[float], float]) -> float | None:
-        """When the AI's turn starts, if it is time to prepare it. A phrase ends `phrase_gap_s`
-        after the last key went up: the turn is generated `prepare_s` before that, so the
-        answer is ready on the cue (a key pressed before it cancels). `on_beat(t_s)`: the
+        """When the AI's turn starts, if it is time to prepare it. A phrase ends a pause after
+        the last key went up (`phrase_gap_s`: as long as the preset's, or shorter for a
+        performer whose pulse is faster): the turn is generated `prepare_s` before that, so
+        the answer is ready on the cue (a key pressed before it cancels). `on_beat(t_s)`: the
         first beat at or after t_s (t_s itself in free time)."""
         if not performer.phrase or performer.held:
             return None
@@ -55,7 +75,7 @@ class Turns:
         since = performer.listener.silent_since()
         if since is None:
             return None
-        cue_s = on_beat(since + phrase_gap_s)
+        cue_s = on_beat(since + phrase_gap_s(performer.phrase, phrase_gap_s_max))
         return max(cue_s, now_s) if now_s >= cue_s - prepare_s else None
 
     def begin(self, cue_s: float, performer: PerformerTrack, start_ns: int) -> Note | None:

@@ -3,9 +3,11 @@ port, and the performer's hotkeys (mode, preset, panic, record, quit) reach the 
 from __future__ import annotations
 
 import mido
+import pytest
 
 from engine.clock import FakeClock
-from engine.events import ALL_SOUND_OFF_CC, Kind
+from engine.duet.turns import phrase_gap_s
+from engine.events import ALL_SOUND_OFF_CC, Kind, Note
 from engine.midi.memory import MemoryOutputPort
 from engine.presets.files import load_preset
 from engine.presets.schema import Preset
@@ -80,8 +82,12 @@ async def test_on_a_fake_clock_the_answer_sounds_on_its_cue(tmp_path, jam_model)
             rig.play((0x80, pitch, 0))
             t_s += 0.1
         last_up_ns = rig.clock.now_ns()
-        cue_ns = last_up_ns + round(jam_now.preset.phrase_gap_s * 1e9)
-        jam_now.advance(t_s + jam_now.preset.phrase_gap_s + 2.0)
+        # Eight notes 0.1 s apart: four of his steps of silence end the phrase, not the preset's 0.8 s.
+        gap_s = phrase_gap_s([Note(0.5 + 0.1 * i, 0.59 + 0.1 * i, p, 90) for i, p in enumerate(PHRASE)],
+                             jam_now.preset.phrase_gap_s)
+        assert gap_s == pytest.approx(0.4)
+        cue_ns = last_up_ns + round(gap_s * 1e9)
+        jam_now.advance(t_s + gap_s + 2.0)
         first_on_ns = rig.note_ons()[0].t_ns
         assert cue_ns <= first_on_ns < cue_ns + 10_000_000  # within one 10 ms step of virtual time
         await wait_for(pilot, lambda: metrics(app) is not None and metrics(app).responses == 1)
