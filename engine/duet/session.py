@@ -3,9 +3,7 @@ output scheduler, driven live on threads or step by step (`tick`) on a `FakeCloc
 from __future__ import annotations
 
 import logging
-import math
 import threading
-from dataclasses import replace
 from typing import Any, Callable
 
 from engine.clock import Clock, FakeClock, MonotonicClock, s_to_ns
@@ -13,16 +11,15 @@ from engine.events import MidiEvent, Note
 from engine.duet.ahead import Generation
 from engine.duet.control import Commands, Panic, SetMode, SetPreset
 from engine.duet.echo import EchoMeter, EchoWindows
-from engine.duet.fitting import within_limits
 from engine.duet.guide import KEY_WINDOW_S, Guide, guide_for
-from engine.duet.injection import blend, input_delay_s, interleave
+from engine.duet.injection import input_delay_s, interleave
 from engine.duet.performer import PerformerTrack, Took
+from engine.duet.playing import AIPart
 from engine.duet.report import CueTimer, EventKind, Report, SessionEvent, SessionMetrics
-from engine.duet.settings import injection_of
-from engine.duet.turns import RING_S, Turns
+from engine.duet.settings import injection_in, injection_of
+from engine.duet.turns import Turns
 from engine.duet.worker import ChunkResult, EntryResult, NoteResult
 from engine.midi.capture import Capture
-from engine.midi.scheduler import OutputScheduler
 from engine.presets.schema import Mode, Preset
 
 __all__ = ["Session", "SessionEvent", "SessionMetrics"]
@@ -36,8 +33,9 @@ class Session:
     drives the same logic from one thread on a `FakeClock`, generating synchronously.
 
     It holds its parts: the performer's track, the AI's `Turns` (call-and-response), the
-    `Generation` that writes the AI's part ahead of the clock, the `Commands` other threads
-    post, the `Report` (events and counters) and the `EchoMeter`.
+    `Generation` that writes the AI's part ahead of the clock, the `AIPart` that fits, schedules
+    and sends it, the `Commands` other threads post, the `Report` (events and counters) and the
+    `EchoMeter`.
     `set_mode`, `set_preset`, `panic`, `metrics` and `events` are safe from any thread: the
     commands are applied by the control thread at its next tick.
     """
@@ -50,26 +48,27 @@ class Session:
         self.recorder = recorder
         self.chunk_s = chunk_s
         self.channel = channel
-        self._port_name = getattr(output_port, "name", "")
         self._cues = CueTimer()
         self._report = Report(self._cues, on_event)
         self._commands = Commands()
         self.capture = Capture(input_port, clock=self.clock)
-        self.scheduler = OutputScheduler(output_port, self.clock, on_sent=self._on_sent,
-                                         on_error=lambda exc: self._fail("output", exc))
         self.error: BaseException | None = None  # what stopped the session, if anything did
+        self.performer = PerformerTrack()
+        self.listener = self.performer.listener
+        self._echo = EchoMeter()
+        self._echo_windows = EchoWindows(self._echo)
+        self._turns = Turns(self._cues, self._echo, self._report.emit)
         self._generation = Generation(model, tokenizer, preset, seed=seed, heard=self._heard, guide=self._guide)
+        self._ai = AIPart(output_port, self.clock, performer=self.performer, generation=self._generation,
+                          turns=self._turns, report=self._report, cues=self._cues, channel=channel,
+                          recorder=lambda: self.recorder, on_error=lambda exc: self._fail("output", exc))
+        self.scheduler = self._ai.scheduler
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live = self._started = self._stopped = False
         self.start_ns = 0
         self._apply_preset(preset)
         self.mode = Mode(preset.mode)
-        self.performer = PerformerTrack()
-        self.listener = self.performer.listener
-        self._echo = EchoMeter()
-        self._echo_windows = EchoWindows(self._echo)
-        self._turns = Turns(self._cues, self._echo, self._report.emit)
 
     # -- running (the owner's thread) ------------------------------------------------------
 
@@ -80,6 +79,7 @@ class Session:
             raise RuntimeError("a Session runs once; make a new one")
         self._started, self._live = True, live
         self.start_ns = self.clock.now_ns()
+        self._ai.start(self.start_ns, live=live)
         if not live:  # a simulation pumps its performer itself (e.g. FilePlayerPort.pump)
             self.capture.port.set_callback(self.capture.on_message)
         else:
@@ -219,6 +219,7 @@ class Session:
         self._pending_preset = None
         self._base_settings = injection_of(preset.injection, preset.limits)
         self._generation.set_preset(preset)
+        self._ai.set_preset(preset)
         if now_s is not None:
             self._report.emit(EventKind.PRESET_CHANGED, now_s, name=preset.name)
             if preset.mode != self.mode:
@@ -226,23 +227,15 @@ class Session:
 
     @property
     def _settings(self):
-        settings = self._base_settings
-        if self.mode is Mode.ACCOMPANY and settings.velocity_under_db is None:
-            settings = replace(settings, velocity_under_db=3.0)  # an accompanist stays under the soloist
-        return settings
+        return injection_in(self._base_settings, self.mode)
 
     def _reset_generation(self, now_ns: int) -> None:
         """Nothing the AI wrote after now_ns sounds; no turn; generation starts again at now."""
-        self._cancel_after(now_ns)
+        self._ai.cancel_after(now_ns)
         self._turns.clear()
         self.performer.phrase = []
         self._generation.seek(self._now_s(now_ns))
         self._cues.cancel()
-
-    def _cancel_after(self, at_ns: int) -> None:
-        """No AI onset after at_ns (one already sent ends now), nor a chunk being computed."""
-        self.scheduler.cancel(after_ns=at_ns)
-        self._generation.cancel_after(self._now_s(at_ns))
 
     def _revise(self, now_s: float) -> None:
         """Accompany/continuous: the performer played something new. Notes inside the commit
@@ -250,12 +243,8 @@ class Session:
         already sounding keep their ends) and written again with the new notes in its context."""
         if self.mode is Mode.CALL_AND_RESPONSE:
             return
-        keep_s = now_s + self.preset.commit_window_s
-        if not self._generation.rewrite_from(keep_s, now_s):
-            return  # nothing written beyond the window: the next chunk hears the new notes anyway
-        self.scheduler.cancel(after_ns=self._out_ns(keep_s))
-        self._report.revised()
-        self._sync(now_s)
+        if self._ai.rewrite_from(now_s + self.preset.commit_window_s, now_s):
+            self._sync(now_s)  # else nothing was written beyond the window: the next chunk hears the new notes anyway
 
     # -- input (control thread) --------------------------------------------------------------
 
@@ -279,7 +268,7 @@ class Session:
     def _yield(self, at_ns: int) -> None:
         """The performer played at `at_ns`: no AI onset after it (one already sent ends now);
         notes that began before it keep their offs."""
-        self._cancel_after(at_ns)
+        self._ai.cancel_after(at_ns)
         now_s = self._now_s(at_ns)
         self._turns.end(now_s, self.performer, yielded=True)
         self._sync(now_s)  # the answer's unplayed notes leave the model's context
@@ -299,7 +288,7 @@ class Session:
         if self.mode is Mode.CALL_AND_RESPONSE:
             if turns.end_s is None:
                 cue_s = turns.next_cue_s(now_s, self.performer, self.preset.phrase_gap_s, self._prepare_s,
-                                         self._on_beat)
+                                         lambda t_s: self.capture.next_beat_s(t_s, self.start_ns))
                 if cue_s is None:
                     self._prepare_entry(now_s)
                     self.performer.handover = self.performer.handover and bool(self.performer.phrase)
@@ -314,7 +303,7 @@ class Session:
         else:
             if not generation.notes and not self._cues.pending and generation.cursor_s <= now_s:
                 # The AI's entry: scheduled a moment ahead and generated before it (the cue).
-                generation.enter_at(self._on_beat(now_s + self._prepare_s))
+                generation.enter_at(self.capture.next_beat_s(now_s + self._prepare_s, self.start_ns))
                 self._cues.cue(self.start_ns + s_to_ns(generation.cursor_s))
             generation.seek(max(generation.cursor_s, now_s))
             if generation.cursor_s < generation.horizon_s(now_s):
@@ -323,29 +312,13 @@ class Session:
     def _begin_turn(self, cue_s: float, now_ns: int) -> None:
         entry = self._turns.begin(cue_s, self.performer, self.start_ns)
         self._generation.enter_at(cue_s)
-        if entry is None:
-            return
-        # The answer starts with the prepared note; the first chunk then continues after it
-        # (the context takes the note in at its real time).
-        fitted = self._fit([entry], self._now_s(now_ns))
-        if fitted:  # else blended away: the first chunk enters as usual
-            self._cues.requested(now_ns)
-            self._cues.computed(0, True)
-            self._schedule(fitted, now_ns)
-            self._generation.entry_played()
+        if entry is not None:
+            self._ai.play_entry(entry, now_ns, self._settings)
 
     def _prepare_entry(self, now_s: float) -> None:
         gen = self._turns.entry_wanted(self.preset.handover, self.performer)
         if gen is not None:
             self._take_now(self._generation.prepare_entry(gen, now_s))
-
-    def _on_beat(self, t_s: float) -> float:
-        """With MIDI clock coming in, the first beat at or after t_s; else t_s (free time)."""
-        grid = self.capture.beat_grid()
-        if grid is None:
-            return t_s
-        beat_s, period_s = self._now_s(grid[0]), grid[1] / 1e9
-        return beat_s + max(0, math.ceil((t_s - beat_s) / period_s - 1e-6)) * period_s
 
     @property
     def _prepare_s(self) -> float:
@@ -361,7 +334,7 @@ class Session:
         result = self._generation.write_now(now_s, self.chunk_s)
         if result.error is not None:
             raise result.error
-        return self._fit(result.notes, now_s)
+        return self._ai.fit(result.notes, now_s, self._settings)
 
     def _heard(self, since_s: float, now_s: float) -> tuple[Note, ...]:
         """The performer's notes since since_s that the model hears at now_s (injection's choice)."""
@@ -396,7 +369,7 @@ class Session:
         now_s = self._now_s(now_ns)
         if isinstance(result, NoteResult):  # an entry's note, ahead of the rest of its chunk
             self._cues.computed(round(result.compute_s * 1e9), True)
-            self._schedule(self._fit([result.note], now_s), now_ns)
+            self._ai.schedule(self._ai.fit([result.note], now_s, self._settings), now_ns)
             return
         ready_s = self._generation.finished(result)
         self._report.chunk_done(result.compute_s, result.request.chunk_s)
@@ -406,43 +379,14 @@ class Session:
             self._report.emit(EventKind.GENERATION_FAILED, now_s, error=repr(result.error))
             return
         streamed = set(result.streamed)
-        fitted = self._fit([n for n in result.notes if n not in streamed], now_s)
-        self._schedule(fitted, now_ns)
+        fitted = self._ai.fit([n for n in result.notes if n not in streamed], now_s, self._settings)
+        self._ai.schedule(fitted, now_ns)
         if self.mode is not Mode.CALL_AND_RESPONSE:
             self._echo_windows.add(fitted, self.performer.notes)
         if result.notes:
             self._sync(now_s)  # the context holds what the AI actually plays (blended, limited)
 
-    # -- output --------------------------------------------------------------------------------
-
-    def _fit(self, notes, now_s: float) -> list[Note]:
-        blended = blend(notes, self.listener.listen(now_s), self._settings, self.performer.phrase)
-        return within_limits(blended, self.preset.limits, self._generation.notes, turn_end_s=self._turns.end_s,
-                             ring_s=RING_S)
-
-    def _out_ns(self, t_s: float) -> int:
-        """Clock time at which session time t_s goes out of this port (its preset offset added)."""
-        return self.start_ns + s_to_ns(t_s + self.preset.output_offset_ms.get(self._port_name, 0.0) / 1000)
-
-    def _schedule(self, notes: list[Note], now_ns: int) -> None:
-        for n in notes:
-            on_ns, off_ns = self._out_ns(n.start_s), self._out_ns(n.end_s)
-            if on_ns < now_ns:  # computed too late for its place: play it now, as long as meant
-                self._report.late(now_ns - on_ns)
-                off_ns += now_ns - on_ns
-                on_ns = now_ns
-            self.scheduler.schedule_note(on_ns, max(off_ns, on_ns + 1_000_000), n.pitch, n.velocity, self.channel)
-            self._cues.scheduled(on_ns)
-            self._turns.played(n)
-        self._generation.wrote(notes, self._now_s(now_ns))
-
-    def _on_sent(self, event: MidiEvent) -> None:
-        """Scheduler thread (or the caller's, not live): a message left the output port."""
-        if self.recorder is not None:
-            self.recorder.record("ai", event)
-        if event.is_note_on:
-            self._report.note_sent()
-            self._cues.sent(self.clock.now_ns() if self._live else event.t_ns, live=self._live)
+    # -- failing and time ---------------------------------------------------------------------
 
     def _fail(self, where: str, exc: BaseException) -> None:
         """A thread of the session died: it stops (in silence) and says why; the owner calls stop()."""

@@ -2,11 +2,11 @@
 the engine's own types (the preset itself is plain data, `engine.presets.schema`)."""
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from engine.duet.injection import InjectionSettings
 from engine.model.sampling import Sampling
-from engine.presets.schema import ConditioningSettings, InjectionSettingsRef, Limits, SamplingSettings
+from engine.presets.schema import ConditioningSettings, InjectionSettingsRef, Limits, Mode, SamplingSettings
 from engine.tokens.conditions import Conditions
 
 
@@ -29,6 +29,14 @@ def injection_of(table: InjectionSettingsRef, limits: Limits | None = None) -> I
         anti_echo="vary" if table.anti_echo else "off",
         **register,
     )
+
+
+def injection_in(settings: InjectionSettings, mode: Mode) -> InjectionSettings:
+    """The injection settings as `mode` plays them: an accompanist stays under the soloist
+    (3 dB, unless the preset set its own)."""
+    if mode is Mode.ACCOMPANY and settings.velocity_under_db is None:
+        return replace(settings, velocity_under_db=3.0)
+    return settings
 
 
 def conditions_of(table: ConditioningSettings) -> Conditions:

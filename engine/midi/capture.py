@@ -8,6 +8,7 @@ them can never delay or push out a note.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import statistics
 import threading
@@ -161,6 +162,15 @@ class Capture:
         if tempo is None or self._beat_ns is None:
             return None
         return self._beat_ns, round(60e9 / tempo)
+
+    def next_beat_s(self, t_s: float, origin_ns: int) -> float:
+        """With MIDI clock coming in, the first beat at or after t_s (seconds since origin_ns,
+        e.g. a session's start); else t_s itself (free time)."""
+        grid = self.beat_grid()
+        if grid is None:
+            return t_s
+        beat_s, period_s = (grid[0] - origin_ns) / 1e9, grid[1] / 1e9
+        return beat_s + max(0, math.ceil((t_s - beat_s) / period_s - 1e-6)) * period_s
 
     def sender_alive(self) -> bool | None:
         """False when a sender that used active sensing went quiet; None if it never sent any."""
