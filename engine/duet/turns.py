@@ -19,6 +19,7 @@ MIN_PHRASE_GAP_S = 0.3  # a phrase never ends sooner than this after the last ke
 GAP_IN_STEPS = 4.0  # ... nor later than this many of the performer's own steps (inter-onset intervals)
 GAP_FROM_ONSETS = 16  # his recent steps: between his last this-many onsets
 CHORD_S = 0.03  # onsets closer than this are one chord, one step
+HELD_GAP_S = 0.5  # with keys still down, no new onset for this long (at least) ends a phrase
 
 
 def phrase_gap_s(phrase: Sequence[Note], longest_s: float) -> float:
@@ -65,17 +66,26 @@ class Turns:
                    on_beat: Callable[[float], float]) -> float | None:
         """When the AI's turn starts, if it is time to prepare it. A phrase ends a pause after
         the last key went up (`phrase_gap_s`: as long as the preset's, or shorter for a
-        performer whose pulse is faster): the turn is generated `prepare_s` before that, so
+        performer whose pulse is faster), or a pause in his onsets while keys are still held
+        (at least HELD_GAP_S): the turn is generated `prepare_s` before that, so
         the answer is ready on the cue (a key pressed before it cancels). `on_beat(t_s)`: the
         first beat at or after t_s (t_s itself in free time)."""
-        if not performer.phrase or performer.held:
+        if not performer.phrase:
             return None
-        if performer.handover:
+        if performer.handover and not performer.held:
             return on_beat(now_s)
-        since = performer.listener.silent_since()
-        if since is None:
-            return None
-        cue_s = on_beat(since + phrase_gap_s(performer.phrase, phrase_gap_s_max))
+        gap_s = phrase_gap_s(performer.phrase, phrase_gap_s_max)
+        if performer.held:
+            # Keys still down (a held chord, a legato player who never lifts every key): a
+            # pause in his onsets ends the phrase too, at least HELD_GAP_S after the last one.
+            since = max(max(start_s for start_s, _ in performer.held.values()),
+                        max(n.start_s for n in performer.phrase))
+            gap_s = max(gap_s, HELD_GAP_S)
+        else:
+            since = performer.listener.silent_since()
+            if since is None:
+                return None
+        cue_s = on_beat(since + gap_s)
         return max(cue_s, now_s) if now_s >= cue_s - prepare_s else None
 
     def begin(self, cue_s: float, performer: PerformerTrack, start_ns: int) -> Note | None:
