@@ -6,6 +6,7 @@ import enum
 
 from engine.events import PERFORMER, SUSTAIN_CC, Kind, MidiEvent, Note
 from engine.duet.listening import Listener
+from engine.presets.schema import HandoverKind
 
 MEMORY_S = 30.0  # notes kept for the context (the longest context_s)
 
@@ -31,7 +32,7 @@ class PerformerTrack:
         nothing to act on. `keep_phrase`: calls are answered (call-and-response),
         so the phrase grows until the answer; else only its latest notes are kept."""
         if event.is_note_on:
-            if handover is not None and handover.kind == "note" and event.number == handover.number:
+            if handover is not None and handover.kind == HandoverKind.NOTE and event.number == handover.number:
                 self.handover = True
                 return None
             self.notes_in += 1
@@ -55,7 +56,7 @@ class PerformerTrack:
         if event.kind is Kind.CONTROL:
             if event.number == SUSTAIN_CC:
                 self.listener.pedal(t_s, event.value >= 64)
-            if handover is not None and handover.kind == "cc" and event.number == handover.number and event.value >= 64:
+            if handover is not None and handover.kind == HandoverKind.CC and event.number == handover.number and event.value >= 64:
                 self.handover = True
         return None
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, replace
 
 from engine.duet.injection import InjectionSettings
 from engine.model.sampling import Sampling
-from engine.presets.schema import ConditioningSettings, InjectionSettingsRef, Limits, Mode, SamplingSettings
+from engine.presets.schema import ConditioningSettings, InjectionSettingsRef, Limits, Mode, SamplingSettings, Strategy
 from engine.tokens.conditions import Conditions
 
 
@@ -24,8 +24,8 @@ def injection_of(table: InjectionSettingsRef, limits: Limits | None = None) -> I
     return InjectionSettings(
         respond_imitate=table.respond_imitate,
         respond_delay_s=defaults.respond_delay_s + table.input_delay_s,
-        harmony="move" if "harmonic" in table.strategy else "off",
-        velocity_under_db=defaults.velocity_under_db if "velocity" in table.strategy else None,
+        harmony="move" if Strategy.HARMONIC in table.strategy else "off",
+        velocity_under_db=defaults.velocity_under_db if Strategy.VELOCITY in table.strategy else None,
         anti_echo="vary" if table.anti_echo else "off",
         **register,
     )

@@ -12,7 +12,7 @@ import os
 import re
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,21 @@ class Mode(enum.StrEnum):
 
 
 MODES = tuple(m.value for m in Mode)  # the strings a preset file may say
-STRATEGIES = ("interleave", "harmonic", "velocity")
-HANDOVER_KINDS = ("note", "cc")
+class Strategy(enum.StrEnum):
+    """How the performer's notes reach the model (a preset ticks one or more)."""
+
+    INTERLEAVE = "interleave"  # as played, in time order
+    HARMONIC = "harmonic"  # the chords and key he implies
+    VELOCITY = "velocity"  # how hard he plays
+
+
+class HandoverKind(enum.StrEnum):
+    NOTE = "note"  # a key hands the turn over
+    CC = "cc"  # a pedal or knob does
+
+
+STRATEGIES = tuple(s.value for s in Strategy)
+HANDOVER_KINDS = tuple(k.value for k in HandoverKind)
 NONE = "none"  # TOML has no null: this string means "not given" in any optional field
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _ACTION_RE = re.compile(r"[a-z][a-z0-9_]*")

@@ -21,7 +21,7 @@ MMA_GROOVES = ("Swing", "SwingWalk", "Swing1", "FastSwing", "EasySwing", "Bebop"
 MMA_FORMS = ("ii-V-I", "blues", "rhythm")
 DEFAULT_MMA_COUNT = 300
 _MMA_LIBS = (Path("/usr/share/mma/lib"), Path("/usr/local/share/mma/lib"))
-_KEYS = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+MMA_KEYS = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 def mma_grooves(lib_dirs: tuple[Path, ...] = _MMA_LIBS) -> set[str]:
@@ -47,13 +47,13 @@ def mma_chart(index: int, grooves: tuple[str, ...] = MMA_GROOVES) -> tuple[str, 
     tempo_bpm = rng.randint(low, high)
     bars = {"ii-V-I": _two_five_one, "blues": _blues, "rhythm": _rhythm}[form](key, rng)
     beats = 3 if "waltz" in groove.lower() else 5 if "54" in groove else 4
-    lines = [f"// jamtui corpus chart {index}: {form} from {_KEYS[key]}, groove {groove}",
+    lines = [f"// jamtui corpus chart {index}: {form} from {MMA_KEYS[key]}, groove {groove}",
              f"RndSeed {index}", f"Tempo {tempo_bpm}", f"Groove {groove}"]
     for n, bar in enumerate(bars, start=1):
         half = (beats + 1) // 2  # two chords in a bar: the first gets the larger half
         lines.append(f"{n} {bar[0]}" if len(bar) == 1 else
                      " ".join([str(n), bar[0], *["/"] * (half - 1), bar[1], *["/"] * (beats - half - 1)]))
-    tags = {"genre": "jazz comping", "groove": groove, "form": form, "key": _KEYS[key],
+    tags = {"genre": "jazz comping", "groove": groove, "form": form, "key": MMA_KEYS[key],
             "tempo_bpm": tempo_bpm, "bars": len(bars), "performance": "generated"}
     return "\n".join(lines) + "\n", tags
 
@@ -72,7 +72,7 @@ def _tempo_range(groove: str) -> tuple[int, int]:
 
 
 def _ch(key: int, interval: int, quality: str) -> str:
-    return _KEYS[(key + interval) % 12] + quality
+    return MMA_KEYS[(key + interval) % 12] + quality
 
 
 def _two_five_one(key: int, rng: random.Random) -> list[list[str]]:

@@ -340,7 +340,7 @@ def test_mma_charts_are_seeded_and_cover_keys_forms_and_grooves():
     assert text != source_mma.mma_chart(18)[0]
     assert "RndSeed 17" in text and f"Groove {tags['groove']}" in text
     charts = [source_mma.mma_chart(i)[1] for i in range(72)]
-    assert {t["key"] for t in charts} == set(source_mma._KEYS)
+    assert {t["key"] for t in charts} == set(source_mma.MMA_KEYS)
     assert {t["form"] for t in charts} == set(source_mma.MMA_FORMS)
     assert {t["bars"] for t in charts} == {24, 32}
     assert len({t["groove"] for t in charts}) == len(source_mma.MMA_GROOVES)

@@ -1,7 +1,6 @@
 """Real ports on a private JACK dummy server: listing, matching, capture timing, vanish and reopen."""
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
