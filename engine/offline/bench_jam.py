@@ -1,10 +1,10 @@
 """The live duet under the clock: cue-to-first-note latency and scheduler lateness while the
-model generates, measured on a real `Session` (threads, monotonic clock, in-memory ports).
+model generates, measured on a real jam (`Jam`: threads, monotonic clock, in-memory ports).
 
-A performer thread plays short phrases into the session, stops for the preset's phrase gap,
-and waits for the AI's answer; it plays its next phrase into the answer, so every trial also
-exercises a yield. The cue is the moment the phrase gap ends (last key up + phrase_gap_s),
-taken from the performer's own send times, and the first note is the AI's first note-on
+A performer thread plays short phrases into the jam, pauses, and waits for the AI's answer;
+it plays its next phrase into the answer, so every trial also exercises a yield. The cue is
+the moment the phrase's gap ends (last key up + `phrase_gap_s` of what it played), taken
+from the performer's own send times, and the first note is the AI's first note-on
 as the output port received it, on the same clock.
 """
 from __future__ import annotations
@@ -17,6 +17,8 @@ from engine.clock import MonotonicClock
 from engine.metrics import percentile
 from engine.midi.memory import MemoryInputPort, MemoryOutputPort
 from engine.duet.jam import Jam
+from engine.duet.turns import phrase_gap_s
+from engine.events import Note
 from engine.model.cache import ModelCache
 from engine.presets.schema import Handover, Mode
 
@@ -24,8 +26,8 @@ MS = 1_000_000
 
 
 def bench_jam(model, tokenizer, preset, *, cues: int = 20, seed: int = 0) -> dict[str, float | int]:
-    """first_note_ms_p50/p99/max over `cues` phrase ends (the cue: last key up + phrase_gap_s,
-    predicted, so the answer is generated before it) and handover_ms_* over `cues // 2`
+    """first_note_ms_p50/p99/max over `cues` phrase ends (the cue: last key up + the phrase's
+    gap, `engine.duet.turns.phrase_gap_s`, predicted, so the answer is generated before it) and handover_ms_* over `cues // 2`
     hand-over key presses (not predictable: the first note is streamed out as soon as its
     tokens are sampled); the scheduler's lateness while the model generated."""
     phrase_end = replace(preset, mode=Mode.CALL_AND_RESPONSE, handover=None)
@@ -72,15 +74,18 @@ def _trials(model, tokenizer, preset, cues: int, seed: int, *, handover_key: int
         for _ in range(cues):
             root = rng.choice((55, 57, 60, 62))
             last_off_ns = 0
+            played: list[Note] = []
             for pitch in (root, root + 4, root + 7, root + rng.choice((9, 11, 12))):
                 on_ns = clock.now_ns()
                 inp.feed(bytes((0x90, pitch, 80)), on_ns)
                 _sleep_until(clock, on_ns + int(note_s * 0.9 * 1e9))
                 last_off_ns = clock.now_ns()
                 inp.feed(bytes((0x80, pitch, 0)), last_off_ns)
+                played.append(Note(on_ns / 1e9, last_off_ns / 1e9, pitch, 80))
                 _sleep_until(clock, on_ns + int(note_s * 1e9))
             if handover_key is None:
-                cue_ns = last_off_ns + int(preset.phrase_gap_s * 1e9)
+                # The phrase ends a pause after the last key up: the preset's gap, or less for this pulse.
+                cue_ns = last_off_ns + int(phrase_gap_s(played, preset.phrase_gap_s) * 1e9)
             else:
                 _sleep_until(clock, clock.now_ns() + 100 * MS)
                 cue_ns = clock.now_ns()
