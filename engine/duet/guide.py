@@ -15,7 +15,7 @@ from engine.tokens.keys import find_key
 from engine.tokens.tokenizer import DURATION, PROGRAM, SHIFT, JamTokenizer
 
 RESTRIKE_GAP_S = 0.06  # a pitch the AI released is not struck again sooner (a pianist's re-strike takes longer)
-DENSITY_WINDOW_S = 2.0  # onsets counted over this much of the AI's recent playing
+DENSITY_WINDOW_S = 1.0  # onsets counted over this much of the AI's recent playing (short: no bursts)
 KEY_WINDOW_S = 8.0  # the performer's key: from his last this-many seconds
 MIN_ONSETS_PER_S = 1.0  # a performer's density below this still lets the AI play a line
 ACCOMPANY_DENSITY = 0.8  # an accompanist plays a little less than the soloist ...

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import statistics
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -79,14 +78,30 @@ def music_bench(performers: Sequence[Path], presets: Sequence[str], work_dir: Pa
     return {"minutes": minutes, "performers": [str(p) for p in performers], "columns": columns, "trials": results}
 
 
+# A ratio counted over units is pooled by its units (a duet with one key window must not
+# weigh as much as one with ten); other figures are plain means over the duets.
+WEIGHTED_BY = {"key_compat": "key_units", "in_scale": "key_units", "answers": "performer_phrases",
+               "motif_reuse": "motif_phrases", "copy_rate": "motif_phrases"}
+
+
 def mean_figures(rows: Sequence[Figures]) -> Figures:
-    """Each figure's mean over the rows that have it (None where none has)."""
+    """Each figure's mean over the rows that have it (None where none has); the ratios in
+    WEIGHTED_BY are weighted by the units they were counted over."""
     keys = list(dict.fromkeys(k for row in rows for k in row))
     out: Figures = {}
     for key in keys:
-        values = [row[key] for row in rows if isinstance(row.get(key), (int, float))]
-        out[key] = round(statistics.fmean(values), 4) if values else None
+        pairs = [(row[key], _weight(row, key)) for row in rows if isinstance(row.get(key), (int, float))]
+        total = sum(w for _, w in pairs)
+        out[key] = round(sum(v * w for v, w in pairs) / total, 4) if total > 0 else None
     return out
+
+
+def _weight(row: Figures, key: str) -> float:
+    units = WEIGHTED_BY.get(key)
+    if units is None:
+        return 1.0
+    value = row.get(units)
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def format_table(columns: dict[str, Figures], keys: Sequence[str] | None = None) -> str:
