@@ -1,6 +1,6 @@
 """What the AI's next notes respect while they are sampled: no re-strike of a string it has just
 released (or still holds), the density it should keep, the performer's scale and, accompanying,
-a register under the melody. A `Guide` is plain data the session fills from listening and the
+a register under the melody and notes that ring. A `Guide` is plain data the session fills from listening and the
 preset; `Steering` applies it to one chunk as a mask on top of the note grammar."""
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import torch
 from engine.events import AI, Note
 from engine.presets.schema import Mode, Preset
 from engine.tokens.keys import find_key
-from engine.tokens.tokenizer import DURATION, PROGRAM, SHIFT, JamTokenizer
+from engine.tokens.tokenizer import DURATION, PROGRAM, SHIFT, VELOCITY, JamTokenizer
 
 RESTRIKE_GAP_S = 0.06  # a pitch the AI released is not struck again sooner (a pianist's re-strike takes longer)
 DENSITY_WINDOW_S = 1.0  # onsets counted over this much of the AI's recent playing (short: no bursts)
 KEY_WINDOW_S = 8.0  # the performer's key: from his last this-many seconds
 MIN_ONSETS_PER_S = 1.0  # a performer's density below this still lets the AI play a line
 ACCOMPANY_DENSITY = 0.8  # an accompanist plays a little less than the soloist ...
-ACCOMPANY_UNDER_SHARE = 0.75  # ... and mostly under his melody (his recent median pitch)
+ACCOMPANY_UNDER_SHARE = 0.75  # ... and mostly under his melody (his recent median pitch) ...
+ACCOMPANY_MIN_DURATION_S = 0.3  # ... with chords that ring, not clicks
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Guide:
     scale_share: float = 0.0  # share of the AI's notes held to that scale (0..1)
     ceiling: int | None = None  # pitches below this one ...
     ceiling_share: float = 0.0  # ... for this share of the AI's notes (accompany: under the melody)
+    min_duration_s: float = 0.0  # no AI note shorter (accompany)
 
 
 def guide_for(preset: Preset, mode: Mode, performer: Sequence[Note], now_s: float) -> Guide:
@@ -51,7 +53,8 @@ def guide_for(preset: Preset, mode: Mode, performer: Sequence[Note], now_s: floa
         ceiling = pitches[len(pitches) // 2]
     return Guide(onsets_per_s=density, scale=key.scale if key is not None else None,
                  scale_share=preset.injection.scale_bias if key is not None else 0.0,
-                 ceiling=ceiling, ceiling_share=ACCOMPANY_UNDER_SHARE if ceiling is not None else 0.0)
+                 ceiling=ceiling, ceiling_share=ACCOMPANY_UNDER_SHARE if ceiling is not None else 0.0,
+                 min_duration_s=ACCOMPANY_MIN_DURATION_S if mode is Mode.ACCOMPANY else 0.0)
 
 
 class Steering:
@@ -71,6 +74,9 @@ class Steering:
         self._program_id = tokenizer.token_id(f"Program_{AI}")
         self._scale = self._pitch_mask(lambda p: guide.scale is None or p % 12 in guide.scale)
         self._low = self._pitch_mask(lambda p: guide.ceiling is None or p < guide.ceiling)
+        self._long_enough = torch.tensor([tokenizer.kind(i) != DURATION
+                                          or tokenizer.value(i) * tokenizer.tick_s >= guide.min_duration_s
+                                          for i in range(tokenizer.vocab_size)])
         self.held_back = 0  # notes the density kept from starting (a time shift came instead)
 
     def mask(self, history: Sequence[int], now_s: float, played: Sequence[Note]) -> torch.Tensor | None:
@@ -78,6 +84,8 @@ class Steering:
         last = self._tok.kind(history[-1]) if history else None
         if last == PROGRAM:
             return self._pitch(now_s, played)
+        if last == VELOCITY and self.guide.min_duration_s > 0:
+            return self._long_enough
         if last in (DURATION, SHIFT, None) and self._too_dense(now_s, played):
             self.held_back += 1
             keep = torch.ones(self._tok.vocab_size, dtype=torch.bool)

@@ -56,7 +56,7 @@ class IncrementalDecoder:
             if not 0 <= token_id < tok.vocab_size:
                 self._problem("id outside the vocabulary")
                 return []
-        kind, value = tok._kind[token_id], tok._value[token_id]
+        kind, value = tok.kind(token_id), tok.value(token_id)
         if kind == PAD:  # padding is fine anywhere, after EOS included
             return []
         if self.ended:

@@ -128,6 +128,11 @@ class JamTokenizer:
         """One of PAD, BOS, EOS, CONDITION, SHIFT, PROGRAM, PITCH, VELOCITY, DURATION, OTHER."""
         return self._kind[token_id] if 0 <= token_id < len(self._kind) else OTHER
 
+    def value(self, token_id: int) -> int:
+        """What a token says: ticks for a TimeShift or Duration, the number of a Program, Pitch
+        or Velocity; 0 for the rest."""
+        return self._value[token_id] if 0 <= token_id < len(self._value) else 0
+
     def tokens(self, ids: Iterable[int]) -> list[str]:
         """Readable names, for logs and tests; ids outside the vocabulary read as '?<id>'."""
         return [self.vocab[i] if 0 <= i < len(self.vocab) else f"?{i}" for i in ids]

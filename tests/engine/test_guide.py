@@ -84,3 +84,14 @@ def test_the_guide_follows_the_performer_key_and_density():
     assert accompany.ceiling == 69 and accompany.ceiling_share > 0.5  # under his median
     silent = guide_for(Preset(), Mode.CONTINUOUS, [], 4.0)
     assert silent.scale is None and silent.onsets_per_s is None and silent.scale_share == 0.0
+
+
+def test_accompanying_no_note_is_shorter_than_the_guide_asks(tokenizer):
+    steering = Steering(Guide(min_duration_s=0.3), tokenizer, [])
+    velocity = next(i for i, name in enumerate(tokenizer.vocab) if name.startswith("Velocity_"))
+    mask = steering.mask([velocity], 0.0, [])
+    durations = [i for i, name in enumerate(tokenizer.vocab) if name.startswith("Duration_")]
+    allowed_s = [tokenizer.value(i) * tokenizer.tick_s for i in durations if bool(mask[i])]
+    cut_s = [tokenizer.value(i) * tokenizer.tick_s for i in durations if not bool(mask[i])]
+    assert allowed_s and min(allowed_s) >= 0.3 and cut_s and max(cut_s) < 0.3
+    assert Steering(Guide(), tokenizer, []).mask([velocity], 0.0, []) is None
