@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import torch
 
 from engine.duet.context import ContextStream
+from engine.duet.guide import Steering, guide_for
 from engine.tokens.conditions import Conditions
 from engine.events import AI, Note
 from engine.model.sampling import Sampling
+from engine.presets.schema import Mode, Preset
 from engine.tokens.grammar import NoteGrammar
 from engine.tokens.tokenizer import JamTokenizer
 
@@ -37,13 +39,17 @@ class ContinuationStats:
 def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: float, *,
                    sampling: Sampling = Sampling(temperature=0.95, top_p=0.95, repetition_penalty=1.05),
                    seed: int = 0, conditions: Conditions | None = None, context_s: float = 10.0,
-                   chunk_s: float = 2.0, players: tuple[int, ...] = (AI,)) -> tuple[list[Note], ContinuationStats]:
-    """Notes the model plays for `seconds` after the prompt's last onset (prompt not included)."""
+                   chunk_s: float = 2.0, players: tuple[int, ...] = (AI,),
+                   guided: bool = True) -> tuple[list[Note], ContinuationStats]:
+    """Notes the model plays for `seconds` after the prompt's last onset (prompt not included).
+    `guided`: steered as a jam is (`engine.duet.guide`): no re-strikes, and the key and pace of
+    the prompt's last seconds, as the default preset reads a performer's."""
     generator = torch.Generator().manual_seed(seed)
     allowed = NoteGrammar(tokenizer, players)
     everything = sorted(prompt, key=lambda n: n.start_s)
     t_s = max((n.start_s for n in everything), default=0.0)
     end_s = t_s + seconds
+    guide = guide_for(Preset(), Mode.CONTINUOUS, everything, t_s) if guided else None
     generated: list[Note] = []
     chunks = tokens = 0
     compute_s = 0.0
@@ -52,7 +58,8 @@ def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: 
         chunk_end_s = min(t_s + chunk_s, end_s)
         started = time.perf_counter()
         stream.sync(everything, t_s, conditions)
-        played = stream.play(t_s, chunk_end_s, sampling, allowed, generator=generator)
+        steering = Steering(guide, tokenizer, everything, generator) if guide is not None else None
+        played = stream.play(t_s, chunk_end_s, sampling, allowed, generator=generator, steering=steering)
         compute_s += time.perf_counter() - started
         tokens += played.tokens
         chunks += 1

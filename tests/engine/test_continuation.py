@@ -117,3 +117,15 @@ def test_generate_writes_a_duet(tmp_path, tiny_ckpt):
     assert result.returncode == 0, result.stderr
     assert "real-time factor" in result.stderr
     assert [t.name for t in mido.MidiFile(out).tracks] == ["performer", "ai"]
+
+
+def test_a_guided_continuation_never_restrikes_and_keeps_the_prompt_key(playful, tokenizer, one_thread):
+    from engine.offline.review import review
+
+    c_major = [60, 62, 64, 65, 67, 69, 71, 72]
+    prompt = [Note(i * 0.25, i * 0.25 + 0.2, c_major[i % 8], 80) for i in range(32)]
+    guided, _ = continue_notes(playful, tokenizer, prompt, 6.0, seed=5)
+    free, _ = continue_notes(playful, tokenizer, prompt, 6.0, seed=5, guided=False)
+    figures, unguided = review(prompt, guided, "continuous"), review(prompt, free, "continuous")
+    assert guided and figures["hammer"] == 0.0
+    assert figures["in_scale"] > unguided["in_scale"] and figures["in_scale"] >= 0.7
