@@ -21,6 +21,9 @@ MIN_ONSETS_PER_S = 1.0  # a performer's density below this still lets the AI pla
 ACCOMPANY_DENSITY = 0.8  # an accompanist plays a little less than the soloist ...
 ACCOMPANY_UNDER_SHARE = 0.75  # ... and mostly under his melody (his recent median pitch) ...
 ACCOMPANY_MIN_DURATION_S = 0.3  # ... with chords that ring, not clicks
+IMITATE_FROM = 0.5  # above this on the respond <-> imitate dial the AI takes up the performer's motif ...
+MOTIF_NOTES = 8  # ... the melodic steps of his last this-many melody notes
+CHORD_S = 0.03  # onsets closer than this are one chord: its top note is the melody
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class Guide:
     ceiling: int | None = None  # pitches below this one ...
     ceiling_share: float = 0.0  # ... for this share of the AI's notes (accompany: under the melody)
     min_duration_s: float = 0.0  # no AI note shorter (accompany)
+    motif: tuple[int, ...] = ()  # the performer's last melodic steps (semitones), to take up ...
+    motif_since_s: float = 0.0  # ... counted from the AI's first melody note after this time ...
+    motif_share: float = 0.0  # ... for this share of its melody notes (the imitate side of the dial)
 
 
 def guide_for(preset: Preset, mode: Mode, performer: Sequence[Note], now_s: float) -> Guide:
@@ -51,10 +57,27 @@ def guide_for(preset: Preset, mode: Mode, performer: Sequence[Note], now_s: floa
     if mode is Mode.ACCOMPANY and recent:
         pitches = sorted(n.pitch for n in recent)
         ceiling = pitches[len(pitches) // 2]
+    melody = melody_of(recent)[-MOTIF_NOTES:]
+    motif = tuple(b.pitch - a.pitch for a, b in zip(melody, melody[1:]))
+    imitate = max(0.0, (preset.injection.respond_imitate - IMITATE_FROM) / (1.0 - IMITATE_FROM))
     return Guide(onsets_per_s=density, scale=key.scale if key is not None else None,
                  scale_share=preset.injection.scale_bias if key is not None else 0.0,
                  ceiling=ceiling, ceiling_share=ACCOMPANY_UNDER_SHARE if ceiling is not None else 0.0,
-                 min_duration_s=ACCOMPANY_MIN_DURATION_S if mode is Mode.ACCOMPANY else 0.0)
+                 min_duration_s=ACCOMPANY_MIN_DURATION_S if mode is Mode.ACCOMPANY else 0.0,
+                 motif=motif, motif_since_s=melody[-1].start_s if melody else 0.0,
+                 motif_share=imitate if len(motif) >= 2 else 0.0)
+
+
+def melody_of(notes: Sequence[Note]) -> list[Note]:
+    """The top voice: the highest note of each onset (onsets within CHORD_S are one chord)."""
+    melody: list[Note] = []
+    for n in sorted(notes, key=lambda n: (n.start_s, -n.pitch)):
+        if melody and n.start_s - melody[-1].start_s < CHORD_S:
+            if n.pitch > melody[-1].pitch:
+                melody[-1] = n
+            continue
+        melody.append(n)
+    return melody
 
 
 class Steering:
@@ -101,12 +124,36 @@ class Steering:
                 index = n.pitch - self._tok.pitch_range[0]
                 if index < len(self._pitch_ids):
                     allowed[self._pitch_ids[index]] = False
+        motif = self._motif_step(now_s, played)
+        if motif is not None:
+            narrowed = allowed & motif
+            if bool(narrowed[self._pitch_ids].any()):
+                return narrowed  # the motif's step, transposed: it already sits where the performer's did
         for share, held_to in ((self.guide.scale_share, self._scale), (self.guide.ceiling_share, self._low)):
             if share > 0 and self._draw() < share:
                 narrowed = allowed & held_to
                 if bool(narrowed[self._pitch_ids].any()):  # never leave a note no pitch at all
                     allowed = narrowed
         return allowed
+
+    def _motif_step(self, now_s: float, played: Sequence[Note]) -> torch.Tensor | None:
+        """Imitating: the AI's next melody note takes the performer's next melodic step from
+        its own last melody note (so his motif comes back transposed: a real transposition,
+        which may leave his key; bending it into the key lost most of the motif), for the
+        guide's share."""
+        guide = self.guide
+        if guide.motif_share <= 0 or not guide.motif or self._draw() >= guide.motif_share:
+            return None
+        melody = melody_of([n for n in (*self._recent, *played) if n.player == AI and n.start_s > guide.motif_since_s])
+        if not melody or now_s - melody[-1].start_s < CHORD_S:
+            return None  # its first melody note is its own; a chord's lower notes are free
+        target = melody[-1].pitch + guide.motif[(len(melody) - 1) % len(guide.motif)]
+        lo, hi = self._tok.pitch_range
+        if not lo <= target <= hi:
+            return None
+        mask = torch.zeros(self._tok.vocab_size, dtype=torch.bool)
+        mask[self._pitch_ids[target - lo]] = True
+        return mask
 
     def _too_dense(self, now_s: float, played: Sequence[Note]) -> bool:
         if self.guide.onsets_per_s is None:

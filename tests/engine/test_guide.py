@@ -95,3 +95,23 @@ def test_accompanying_no_note_is_shorter_than_the_guide_asks(tokenizer):
     cut_s = [tokenizer.value(i) * tokenizer.tick_s for i in durations if not bool(mask[i])]
     assert allowed_s and min(allowed_s) >= 0.3 and cut_s and max(cut_s) < 0.3
     assert Steering(Guide(), tokenizer, []).mask([velocity], 0.0, []) is None
+
+
+def test_imitating_the_ai_takes_up_the_performers_steps_from_its_own_note(tokenizer):
+    from engine.duet.guide import guide_for, melody_of
+    from engine.presets.schema import InjectionSettingsRef, Mode, Preset
+
+    motif = [64, 66, 68, 64, 69]  # steps +2 +2 -4 +5
+    played = [Note(i * 0.25, i * 0.25 + 0.2, p, 80, PERFORMER) for i, p in enumerate(motif)]
+    chord = [Note(0.5, 0.7, 60, 80, PERFORMER)]  # under the melody: not part of it
+    assert [n.pitch for n in melody_of(played + chord)] == motif
+    imitating = Preset(injection=InjectionSettingsRef(respond_imitate=1.0))
+    guide = guide_for(imitating, Mode.CALL_AND_RESPONSE, played + chord, 1.5)
+    assert guide.motif == (2, 2, -4, 5) and guide.motif_share == 1.0 and guide.motif_since_s == 1.0
+    assert guide_for(Preset(injection=InjectionSettingsRef(respond_imitate=0.5)), Mode.CALL_AND_RESPONSE,
+                     played, 1.5).motif_share == 0.0  # the respond side of the dial: its own ideas
+    answer = [Note(2.0, 2.2, 70, 80, AI), Note(2.25, 2.45, 72, 80, AI)]  # its own first note, then +2
+    steering = Steering(guide, tokenizer, answer, generator=torch.Generator().manual_seed(0))
+    assert pitches_allowed(tokenizer, steering.mask(after_program(tokenizer), 2.5, [])) == {74}  # the next +2
+    first = Steering(guide, tokenizer, [], generator=torch.Generator().manual_seed(0))
+    assert len(pitches_allowed(tokenizer, first.mask(after_program(tokenizer), 2.0, []))) > 1  # its own start
