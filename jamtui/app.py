@@ -8,7 +8,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from engine.clock import MonotonicClock
-from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT
+from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT, open_ports
 from engine.presets.files import load_preset
 from engine.presets.schema import Preset
 from jamtui.bridge import (
@@ -19,8 +19,6 @@ from jamtui.bridge import (
     PortsProvider,
     default_ports_provider,
     default_recordings_dir,
-    load_model,
-    open_ports,
 )
 from jamtui.screens.jam import JamScreen
 
@@ -55,9 +53,9 @@ class JamApp(App):
         self.user_presets_dir = user_presets_dir
         self.quit_after_s = quit_after_s  # counted from the first start of the jam
         self.bridge = EngineBridge(
-            port_opener=port_opener or (lambda i, o, clock: open_ports(i, o, clock, api=api)),
+            port_opener=port_opener or (lambda i, o, clock: open_ports(i, o, api=api, clock=clock)),
             ports_provider=ports_provider or default_ports_provider(api),
-            model_loader=model_loader or load_model,
+            model_loader=model_loader,  # None: the real checkpoints (engine.model.load, in a worker)
             recordings_dir=recordings_dir or default_recordings_dir(),
             clock_factory=clock_factory or MonotonicClock,
         )

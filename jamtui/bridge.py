@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from engine.clock import Clock, MonotonicClock
 from engine.midi.base import PortError
-from engine.midi.ports import open_ports as open_port_pair
+from engine.midi.ports import PortOpener
 from engine.midi.system import PortList, list_ports, platform_hint
 from engine.model.cache import LoadedModel, ModelCache
 from engine.presets.schema import Preset, resolve_model_path
@@ -32,7 +32,6 @@ from jamtui.messages import (
 
 log = logging.getLogger(__name__)
 
-PortOpener = Callable[[str, str, Clock], tuple[Any, Any]]  # (input spec, output spec, clock) -> (input, output)
 ModelLoader = Callable[[Path], tuple[Any, Any]]  # checkpoint directory -> (live model, tokenizer)
 PortsProvider = Callable[[], PortList]
 ClockFactory = Callable[[], Clock]
@@ -43,18 +42,6 @@ def default_recordings_dir() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("jamtui")) / "recordings"
-
-
-def open_ports(input_spec: str, output_spec: str, clock: Clock, *, api: str | None = None) -> tuple[Any, Any]:
-    """(input, output) by port spec (see `engine.midi.ports`)."""
-    return open_port_pair(input_spec, output_spec, api=api, clock=clock)
-
-
-def load_model(path: Path) -> tuple[Any, Any]:
-    """The checkpoint as a jam plays it (fp32 on CPU with one torch thread, or fp16 on CUDA)."""
-    from engine.model.load import load_model
-
-    return load_model(path)
 
 
 def default_ports_provider(api: str | None = None) -> PortsProvider:
@@ -72,7 +59,7 @@ class EngineBridge:
     quit never waits for a model to load.
     """
 
-    def __init__(self, *, port_opener: PortOpener, ports_provider: PortsProvider, model_loader: ModelLoader,
+    def __init__(self, *, port_opener: PortOpener, ports_provider: PortsProvider, model_loader: ModelLoader | None,
                  recordings_dir: Path, clock_factory: ClockFactory = MonotonicClock) -> None:
         self.port_opener = port_opener
         self.ports_provider = ports_provider

@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 
 from engine.events import AI, Note
+from engine.midi.notes import CHORD_S, top_voice
 from engine.presets.schema import Mode, Preset
 from engine.tokens.keys import find_key
 from engine.tokens.tokenizer import DURATION, PROGRAM, SHIFT, VELOCITY, JamTokenizer
@@ -23,7 +24,6 @@ ACCOMPANY_UNDER_SHARE = 0.75  # ... and mostly under his melody (his recent medi
 ACCOMPANY_MIN_DURATION_S = 0.3  # ... with chords that ring, not clicks
 IMITATE_FROM = 0.5  # above this on the respond <-> imitate dial the AI takes up the performer's motif ...
 MOTIF_NOTES = 8  # ... the melodic steps of his last this-many melody notes
-CHORD_S = 0.03  # onsets closer than this are one chord: its top note is the melody
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def guide_for(preset: Preset, mode: Mode, performer: Sequence[Note], now_s: floa
     if mode is Mode.ACCOMPANY and recent:
         pitches = sorted(n.pitch for n in recent)
         ceiling = pitches[len(pitches) // 2]
-    melody = melody_of(recent)[-MOTIF_NOTES:]
+    melody = top_voice(recent)[-MOTIF_NOTES:]
     motif = tuple(b.pitch - a.pitch for a, b in zip(melody, melody[1:]))
     imitate = max(0.0, (preset.injection.respond_imitate - IMITATE_FROM) / (1.0 - IMITATE_FROM))
     return Guide(onsets_per_s=density, scale=key.scale if key is not None else None,
@@ -66,18 +66,6 @@ def guide_for(preset: Preset, mode: Mode, performer: Sequence[Note], now_s: floa
                  min_duration_s=ACCOMPANY_MIN_DURATION_S if mode is Mode.ACCOMPANY else 0.0,
                  motif=motif, motif_since_s=melody[-1].start_s if melody else 0.0,
                  motif_share=imitate if len(motif) >= 2 else 0.0)
-
-
-def melody_of(notes: Sequence[Note]) -> list[Note]:
-    """The top voice: the highest note of each onset (onsets within CHORD_S are one chord)."""
-    melody: list[Note] = []
-    for n in sorted(notes, key=lambda n: (n.start_s, -n.pitch)):
-        if melody and n.start_s - melody[-1].start_s < CHORD_S:
-            if n.pitch > melody[-1].pitch:
-                melody[-1] = n
-            continue
-        melody.append(n)
-    return melody
 
 
 class Steering:
@@ -95,11 +83,14 @@ class Steering:
         self._pitches = range(lo, hi + 1)
         self._pitch_ids = torch.tensor([tokenizer.token_id(f"Pitch_{p}") for p in self._pitches])
         self._program_id = tokenizer.token_id(f"Program_{AI}")
-        self._scale = self._pitch_mask(lambda p: guide.scale is None or p % 12 in guide.scale)
-        self._low = self._pitch_mask(lambda p: guide.ceiling is None or p < guide.ceiling)
+        # Masks a chunk may need, built once for it (none when its guide does not ask).
+        self._scale = self._pitch_mask(lambda p: p % 12 in guide.scale) if guide.scale and guide.scale_share else None
+        self._low = self._pitch_mask(lambda p: p < guide.ceiling) if guide.ceiling and guide.ceiling_share else None
         self._long_enough = torch.tensor([tokenizer.kind(i) != DURATION
                                           or tokenizer.value(i) * tokenizer.tick_s >= guide.min_duration_s
-                                          for i in range(tokenizer.vocab_size)])
+                                          for i in range(tokenizer.vocab_size)]) if guide.min_duration_s > 0 else None
+        # The AI's melody since the performer's motif, before this chunk (the chunk's own notes are added per step).
+        self._answer = [n for n in self._recent if n.start_s > guide.motif_since_s] if guide.motif_share > 0 else []
         self.held_back = 0  # notes the density kept from starting (a time shift came instead)
 
     def mask(self, history: Sequence[int], now_s: float, played: Sequence[Note]) -> torch.Tensor | None:
@@ -107,7 +98,7 @@ class Steering:
         last = self._tok.kind(history[-1]) if history else None
         if last == PROGRAM:
             return self._pitch(now_s, played)
-        if last == VELOCITY and self.guide.min_duration_s > 0:
+        if last == VELOCITY and self._long_enough is not None:
             return self._long_enough
         if last in (DURATION, SHIFT, None) and self._too_dense(now_s, played):
             self.held_back += 1
@@ -130,7 +121,7 @@ class Steering:
             if bool(narrowed[self._pitch_ids].any()):
                 return narrowed  # the motif's step, transposed: it already sits where the performer's did
         for share, held_to in ((self.guide.scale_share, self._scale), (self.guide.ceiling_share, self._low)):
-            if share > 0 and self._draw() < share:
+            if held_to is not None and self._draw() < share:
                 narrowed = allowed & held_to
                 if bool(narrowed[self._pitch_ids].any()):  # never leave a note no pitch at all
                     allowed = narrowed
@@ -144,7 +135,7 @@ class Steering:
         guide = self.guide
         if guide.motif_share <= 0 or not guide.motif or self._draw() >= guide.motif_share:
             return None
-        melody = melody_of([n for n in (*self._recent, *played) if n.player == AI and n.start_s > guide.motif_since_s])
+        melody = top_voice([*self._answer, *(n for n in played if n.player == AI and n.start_s > guide.motif_since_s)])
         if not melody or now_s - melody[-1].start_s < CHORD_S:
             return None  # its first melody note is its own; a chord's lower notes are free
         target = melody[-1].pitch + guide.motif[(len(melody) - 1) % len(guide.motif)]

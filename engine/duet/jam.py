@@ -13,7 +13,7 @@ from typing import Any, Callable
 from engine.clock import Clock, FakeClock, MonotonicClock
 from engine.duet.report import SessionEvent, SessionMetrics
 from engine.duet.session import Session
-from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT, open_ports
+from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT, PortOpener, open_ports
 from engine.midi.recorder import SessionRecorder
 from engine.midi.scheduler import SchedulerStats
 from engine.midi.watch import PortWatcher
@@ -23,7 +23,6 @@ from engine.realtime import quiet_the_interpreter
 
 log = logging.getLogger(__name__)
 
-PortOpener = Callable[[str, str, Clock], tuple[Any, Any]]  # (input spec, output spec, clock) -> (input, output)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 from engine.clock import s_to_ns
 from engine.events import Note
+from engine.midi.notes import CHORD_S
 from engine.duet.echo import EchoMeter
 from engine.duet.performer import PerformerTrack
 from engine.duet.report import CueTimer, EventKind
@@ -18,8 +19,10 @@ RING_S = 0.5  # an answer's last notes may ring this long past its turn
 MIN_PHRASE_GAP_S = 0.3  # a phrase never ends sooner than this after the last key went up ...
 GAP_IN_STEPS = 4.0  # ... nor later than this many of the performer's own steps (inter-onset intervals)
 GAP_FROM_ONSETS = 16  # his recent steps: between his last this-many onsets
-CHORD_S = 0.03  # onsets closer than this are one chord, one step
 HELD_GAP_S = 0.5  # with keys still down, no new onset for this long (at least) ends a phrase
+# A phrase lists notes as their keys come up, so its latest onsets sit among its last few notes:
+# the cue (asked every control tick while the performer plays) looks only there, however long the call.
+RECENT_NOTES = 4 * GAP_FROM_ONSETS
 
 
 def phrase_gap_s(phrase: Sequence[Note], longest_s: float) -> float:
@@ -28,7 +31,7 @@ def phrase_gap_s(phrase: Sequence[Note], longest_s: float) -> float:
     preset's `phrase_gap_s` (`longest_s`). A pianist who rarely stops fully leaves such
     pauses far more often than a fixed 0.8 s of silence."""
     onsets: list[float] = []
-    for start_s in sorted(n.start_s for n in phrase)[-GAP_FROM_ONSETS:]:
+    for start_s in sorted(n.start_s for n in phrase[-RECENT_NOTES:])[-GAP_FROM_ONSETS:]:
         if not onsets or start_s - onsets[-1] >= CHORD_S:
             onsets.append(start_s)
     if len(onsets) < 4:
@@ -79,7 +82,7 @@ class Turns:
             # Keys still down (a held chord, a legato player who never lifts every key): a
             # pause in his onsets ends the phrase too, at least HELD_GAP_S after the last one.
             since = max(max(start_s for start_s, _ in performer.held.values()),
-                        max(n.start_s for n in performer.phrase))
+                        max(n.start_s for n in performer.phrase[-RECENT_NOTES:]))
             gap_s = max(gap_s, HELD_GAP_S)
         else:
             since = performer.listener.silent_since()

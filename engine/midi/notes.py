@@ -1,5 +1,6 @@
 """Whole notes from MIDI messages: note-ons paired with their note-offs, the sustain pedal's
-down intervals, and the pedal folded into note ends (the one home of each)."""
+down intervals, the pedal folded into note ends, and the top voice of a passage (the one home
+of each)."""
 from __future__ import annotations
 
 import bisect
@@ -10,6 +11,7 @@ from engine.events import PERFORMER, SUSTAIN_CC, Note
 from engine.midi.midifile import TimedMessage, midi_duration_s
 
 _NOTE_OFF, _NOTE_ON, _CONTROL = 0x80, 0x90, 0xB0
+CHORD_S = 0.03  # onsets this close to a chord's first onset belong to the chord (one step, one melody note)
 
 
 def pair_notes(events: Iterable[TimedMessage], end_s: float, *, player: int = PERFORMER,
@@ -88,3 +90,18 @@ def notes_from_events(events: Sequence[TimedMessage], player: int = PERFORMER) -
     end_s = midi_duration_s(events)
     notes = pair_notes(events, end_s, player=player, min_s=0.005, held_min_s=0.25)
     return sorted(fold_sustain(notes, sustain_intervals(events, end_s)), key=lambda n: (n.start_s, n.pitch))
+
+
+def top_voice(notes: Iterable[Note]) -> list[Note]:
+    """The melody: the highest note of each onset, in onset order; onsets within CHORD_S of a
+    chord's first onset are that chord."""
+    voice: list[Note] = []
+    chord_s = float("-inf")
+    for n in sorted(notes, key=lambda n: (n.start_s, n.pitch)):
+        if n.start_s - chord_s < CHORD_S:
+            if n.pitch > voice[-1].pitch:
+                voice[-1] = n
+        else:
+            voice.append(n)
+            chord_s = n.start_s
+    return voice

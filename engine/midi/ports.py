@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any, Callable
 
 from engine.clock import Clock, MonotonicClock
 from engine.midi.base import InputCallback, PortError
@@ -232,6 +233,9 @@ def open_input(spec: str, *, api: str | None = None, clock: Clock | None = None,
 
 def open_output(spec: str, *, api: str | None = None) -> RtMidiOutputPort:
     return RtMidiOutputPort(spec, api=api)
+
+
+PortOpener = Callable[[str, str, Clock], tuple[Any, Any]]  # (input spec, output spec, clock) -> (input, output)
 
 
 def open_ports(input_spec: str, output_spec: str, *, api: str | None = None, clock: Clock | None = None):

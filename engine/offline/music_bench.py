@@ -11,6 +11,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Sequence
 
+from engine.model.cache import ModelCache
 from engine.offline.review import Figures, join_performances, read_performance, self_figures
 from engine.presets.files import load_preset
 from engine.presets.schema import resolve_model_path
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 HEADLINE = ("hammer", "key_compat", "in_scale", "density", "answers", "motif_reuse", "copy_rate", "register",
             "velocity_follow", "oa_mean")
 SELF = "performer"
+_MODELS = ModelCache()  # one load per process, whatever the number of trials it runs
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,11 @@ class Trial:
 
 def run_trial(trial: Trial, model_path: Path | None = None) -> dict:
     """One simulated duet, its report and its music figures (a process of its own when parallel)."""
-    from engine.model.load import load_model  # torch: only in the processes that simulate
-    from engine.offline.simulate import simulate
+    from engine.offline.simulate import simulate  # torch: only in the processes that simulate
 
     preset = load_preset(trial.preset)
-    model, tokenizer = load_model(model_path or resolve_model_path(preset))
-    report = simulate(trial.performer, model, tokenizer, preset, trial.out, minutes=trial.minutes, seed=trial.seed)
+    loaded = _MODELS.get(Path(model_path or resolve_model_path(preset)))
+    report = simulate(trial.performer, loaded.model, loaded.tokenizer, preset, trial.out, minutes=trial.minutes, seed=trial.seed)
     return {"performer": str(trial.performer), "preset": preset.name, "mode": report["mode"],
             "stuck_notes": report["stuck_notes"], "response_ms_p99": report["response_ms_p99"],
             "wall_s": report["wall_s"], "music": report["music"]}

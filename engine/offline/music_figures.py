@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.events import Note
+from engine.midi.notes import top_voice
 from engine.tokens.keys import compatible, find_key
 
 HAMMER_GAP_S = 0.05  # a re-strike closer than this to the same pitch's release hammers the key
@@ -20,7 +21,6 @@ MIN_KEY_NOTES = 4  # a window or phrase with fewer AI notes has no key worth jud
 AI_PHRASE_GAP_S = 0.8  # AI phrases (and the performer's, for density) split at silences this long
 PERFORMER_PHRASE_GAP_S = 1.5  # the performer's phrases (answers, motif reuse) split at silences this long
 ANSWER_WITHIN_S = 3.0
-CHORD_S = 0.03  # onsets this close to a chord's first onset belong to the chord (top voice)
 MOTIF_N = 3  # intervals per motif n-gram (four notes)
 COPY_N = 4  # absolute pitches per copy n-gram
 COPY_SHARE = 0.8  # an AI phrase with this share of its pitch 4-grams in the performer's phrase is a copy
@@ -144,20 +144,6 @@ def answers(performer: Sequence[Note], ai: Sequence[Note]) -> dict[str, float | 
     return {"answers": _ratio(answered, len(calls)), "performer_phrases": len(calls)}
 
 
-def top_voice(notes: Sequence[Note]) -> list[int]:
-    """The melody as the highest pitch of each onset: onsets within 30 ms of a chord's first
-    onset are one chord."""
-    voice: list[int] = []
-    chord_s = -math.inf
-    for n in by_onset(notes):
-        if n.start_s - chord_s < CHORD_S:
-            voice[-1] = max(voice[-1], n.pitch)
-        else:
-            voice.append(n.pitch)
-            chord_s = n.start_s
-    return voice
-
-
 def _grams(seq: Sequence[int], n: int) -> list[tuple[int, ...]]:
     return [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
 
@@ -182,8 +168,8 @@ def motif_reuse(performer: Sequence[Note], ai: Sequence[Note]) -> dict[str, floa
         i = bisect.bisect_left(call_starts, start_s) - 1
         if i < 0:
             continue
-        heard = top_voice([n for n in calls[i] if n.start_s < start_s])
-        played = top_voice(phrase)
+        heard = [n.pitch for n in top_voice(n for n in calls[i] if n.start_s < start_s)]
+        played = [n.pitch for n in top_voice(phrase)]
         if len(heard) < MOTIF_N + 1 or len(played) < MOTIF_N + 1:
             continue
         heard_steps = set(_grams(np.diff(heard).tolist(), MOTIF_N))

@@ -98,13 +98,14 @@ def test_accompanying_no_note_is_shorter_than_the_guide_asks(tokenizer):
 
 
 def test_imitating_the_ai_takes_up_the_performers_steps_from_its_own_note(tokenizer):
-    from engine.duet.guide import guide_for, melody_of
+    from engine.duet.guide import guide_for
+    from engine.midi.notes import top_voice
     from engine.presets.schema import InjectionSettingsRef, Mode, Preset
 
     motif = [64, 66, 68, 64, 69]  # steps +2 +2 -4 +5
     played = [Note(i * 0.25, i * 0.25 + 0.2, p, 80, PERFORMER) for i, p in enumerate(motif)]
     chord = [Note(0.5, 0.7, 60, 80, PERFORMER)]  # under the melody: not part of it
-    assert [n.pitch for n in melody_of(played + chord)] == motif
+    assert [n.pitch for n in top_voice(played + chord)] == motif
     imitating = Preset(injection=InjectionSettingsRef(respond_imitate=1.0))
     guide = guide_for(imitating, Mode.CALL_AND_RESPONSE, played + chord, 1.5)
     assert guide.motif == (2, 2, -4, 5) and guide.motif_share == 1.0 and guide.motif_since_s == 1.0

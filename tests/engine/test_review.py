@@ -9,6 +9,7 @@ import mido
 import pytest
 
 from engine.events import AI, PERFORMER, Note
+from engine.midi.notes import top_voice
 from engine.offline import music_figures as figures
 from engine.tokens.keys import Key, compatible, find_key
 from engine.offline.music_overlap import overlap_baselines, overlapping_areas, random_notes
@@ -143,7 +144,7 @@ def test_an_unrelated_random_phrase_reuses_little():
 def test_the_melody_of_chords_is_their_top_voice():
     chords = [Note(0.0, 1.0, 48, 80, AI), Note(0.01, 1.0, 64, 80, AI), Note(0.0, 1.0, 55, 80, AI),
               Note(1.0, 2.0, 50, 80, AI), Note(1.0, 2.0, 62, 80, AI)]
-    assert figures.top_voice(chords) == [64, 62]
+    assert [n.pitch for n in top_voice(chords)] == [64, 62]
 
 
 # ---- register, polyphony, velocity ----

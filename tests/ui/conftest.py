@@ -7,6 +7,6 @@ import pytest
 @pytest.fixture(scope="session")
 def jam_model():
     from engine.model.config import DEFAULT_MODEL_DIR
-    from jamtui.bridge import load_model
+    from engine.model.load import load_model
 
     return load_model(DEFAULT_MODEL_DIR)
