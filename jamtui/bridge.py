@@ -13,6 +13,7 @@ from engine.midi.ports import PortOpener
 from engine.midi.system import PortList, list_ports, platform_hint
 from engine.model.cache import LoadedModel, ModelCache
 from engine.presets.schema import Preset, resolve_model_path
+from engine.user_dirs import recordings_dir
 from jamtui.messages import (
     EngineFailed,
     JamStarted,
@@ -39,9 +40,7 @@ POLL_INTERVAL_S = 0.1
 
 
 def default_recordings_dir() -> Path:
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("jamtui")) / "recordings"
+    return recordings_dir()
 
 
 def default_ports_provider(api: str | None = None) -> PortsProvider:
