@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -135,11 +136,13 @@ def build_split(corpus_dir: Path, split: str, tokenizer, cfg: ExampleConfig, *, 
     jobs_args = [(corpus_dir / p["path"], p, tokenizer_dict, cfg, train, cfg.seed * 1_000_003 + i)
                  for i, p in enumerate(entries)]
     rows: list[list[int]] = []
+    row_sources: list[str] = []
     seconds = 0.0
     failures: list[str] = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for examples, secs, error in pool.map(_worker, jobs_args, chunksize=4):
+        for entry, (examples, secs, error) in zip(entries, pool.map(_worker, jobs_args, chunksize=4)):
             rows += examples
+            row_sources += [entry.get("source", "")] * len(examples)
             seconds += secs
             if error:
                 failures.append(error)
@@ -151,5 +154,43 @@ def build_split(corpus_dir: Path, split: str, tokenizer, cfg: ExampleConfig, *, 
     n_tokens = int((array != tokenizer.pad_id).sum())
     stats = {"split": split, "pieces": len(entries), "examples": len(rows), "tokens": n_tokens,
              "music_s": round(seconds, 1), "tokens_per_s": round(n_tokens / seconds, 2) if seconds else None,
-             "failed": failures}
+             "failed": failures, "row_sources": row_sources}
     return array, stats
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """`hannds=0.6,score=0.3,mma_jazz=0.1` -> shares that sum to 1 (ValueError naming the bad part)."""
+    mix: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            share = float(value) if sep else math.nan
+        except ValueError:
+            share = math.nan
+        if not name or not math.isfinite(share) or share < 0:
+            raise ValueError(f"--mix: {part!r} is not SOURCE=SHARE with a share >= 0")
+        mix[name.strip()] = share
+    total = sum(mix.values())
+    if total <= 0:
+        raise ValueError("--mix: the shares add up to 0")
+    return {name: share / total for name, share in mix.items()}
+
+
+def mix_sources(examples: np.ndarray, row_sources: list[str], mix: dict[str, float], seed: int = 0) -> np.ndarray:
+    """The rows of `examples` resampled so each source makes up its share of them (the same
+    number of rows in all): an expressive source can outweigh rendered scores without
+    rebuilding the corpus. A source named in `mix` with no rows is an error."""
+    sources = np.asarray(row_sources)
+    missing = [name for name, share in mix.items() if share > 0 and not (sources == name).any()]
+    if missing:
+        raise ValueError(f"--mix: no examples from {', '.join(missing)} (sources here: {', '.join(sorted(set(row_sources)))})")
+    rng = np.random.default_rng(seed)
+    picks = []
+    for name, share in mix.items():
+        rows = np.flatnonzero(sources == name)
+        want = round(share * len(examples))
+        if want:
+            picks.append(rng.choice(rows, size=want, replace=want > len(rows)))
+    order = np.concatenate(picks)
+    rng.shuffle(order)
+    return examples[order]

@@ -22,7 +22,7 @@ import torch
 from engine.model.checkpoint import load_hf_checkpoint, new_hf_model, save_checkpoint
 from engine.model.config import DEFAULT_MODEL_DIR, ModelConfig
 from engine.tokens.tokenizer import JamTokenizer
-from engine.training.data import ExampleConfig, build_split
+from engine.training.data import ExampleConfig, build_split, mix_sources, parse_mix
 from engine.training.loop import LoopConfig, LoopState, evaluate, train
 from engine.training.progress import Progress
 
@@ -38,19 +38,23 @@ def load_examples(corpus: Path, work: Path, tokenizer, ecfg: ExampleConfig, *, j
     cache.mkdir(parents=True, exist_ok=True)
     arrays, stats = {}, {}
     manifest = json.loads((corpus / "manifest.json").read_text())
+    sources = {}
     for split in ("train", "val"):
-        npy, meta = cache / f"{split}.npy", cache / f"{split}.json"
-        if npy.exists() and meta.exists():
+        npy, meta, rows = cache / f"{split}.npy", cache / f"{split}.json", cache / f"{split}-sources.json"
+        if npy.exists() and meta.exists() and rows.exists():
             arrays[split] = np.load(npy, allow_pickle=False)
             stats[split] = json.loads(meta.read_text())
+            sources[split] = json.loads(rows.read_text())
             continue
         n_pieces = sum(1 for p in manifest["pieces"] if p["split"] == split)
         progress = Progress(n_pieces, f"tokenize-{split}", json_lines=json_lines)
         arrays[split], stats[split] = build_split(corpus, split, tokenizer, ecfg, jobs=jobs, progress=progress)
+        sources[split] = stats[split].pop("row_sources")
         progress.close()
         np.save(npy, arrays[split], allow_pickle=False)
         meta.write_text(json.dumps(stats[split], indent=1))
-    return arrays["train"], arrays["val"], stats
+        rows.write_text(json.dumps(sources[split]))
+    return arrays["train"], arrays["val"], stats, sources
 
 
 def model_card(mcfg: ModelConfig, state: LoopState, stats: dict, manifest: dict, loop: LoopConfig,
@@ -62,8 +66,10 @@ def model_card(mcfg: ModelConfig, state: LoopState, stats: dict, manifest: dict,
     bits_per_s = val_nll * math.log2(math.e) * tps
     minutes = state.elapsed_s / 60
     stop = state.stopped_because or "still training"
+    mix = stats.get("mix") or {}
     sources = "\n".join(
-        f"| {name} | {s.get('files')} | {s.get('hours')} | {s.get('notes')} |" for name, s in manifest["sources"].items()
+        f"| {name} | {s.get('files')} | {s.get('hours')} | {s.get('notes')} | "
+        f"{f'{mix.get(name, 0):.0%}' if mix else 'as built'} |" for name, s in manifest["sources"].items()
     )
     return f"""# jamtui default model
 
@@ -84,8 +90,8 @@ piano MIDI, trained from scratch by `scripts/pretrain` on the corpus of `scripts
 
 ## Data
 
-| source | files | hours | notes |
-|---|---|---|---|
+| source | files | hours | notes | share of training windows |
+|---|---|---|---|---|
 {sources}
 
 The hold-out performer set (docs/corpus.md) was not used.
@@ -158,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reset-patience", action="store_true",
                         help="go on after an early stop, e.g. to anneal the learning rate with a larger --steps")
     parser.add_argument("--fresh", action="store_true", help="start from random weights, not from the exported model")
+    parser.add_argument("--init", type=Path, metavar="DIR",
+                        help="start from this checkpoint's weights (same shape) with a new schedule, e.g. to "
+                             "continue the shipped model on a rebalanced --mix")
+    parser.add_argument("--mix", metavar="SOURCE=SHARE,...",
+                        help="resample the examples so each corpus source has this share, e.g. "
+                             "hannds=0.6,score=0.25,mma_jazz=0.15 (default: as the corpus has them)")
     parser.add_argument("--json", action="store_true", help="one JSON line per step instead of bars")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -168,7 +180,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tokenizer = JamTokenizer()
     ecfg = ExampleConfig(seq_len=args.seq_len, copies=args.copies, window_s=args.window_s, stride_s=args.stride_s)
-    train_x, val_x, stats = load_examples(args.corpus, args.work, tokenizer, ecfg, json_lines=args.json, jobs=args.jobs)
+    try:
+        mix = parse_mix(args.mix) if args.mix else None
+    except ValueError as exc:
+        print(f"pretrain: error: {exc}", file=sys.stderr)
+        return 2
+    train_x, val_x, stats, row_sources = load_examples(args.corpus, args.work, tokenizer, ecfg, json_lines=args.json,
+                                                       jobs=args.jobs)
+    if mix:
+        try:  # the validation split is mixed too: early stopping then weighs the sources as training does
+            train_x = mix_sources(train_x, row_sources["train"], mix, seed=0)
+            val_mix = {k: v for k, v in mix.items() if k in set(row_sources["val"])}
+            if val_mix:
+                val_x = mix_sources(val_x, row_sources["val"], val_mix, seed=1)
+        except ValueError as exc:
+            print(f"pretrain: error: {args.corpus}: {exc}", file=sys.stderr)
+            return 2
+        stats["mix"] = mix
     for split, array in (("train", train_x), ("val", val_x)):
         if len(array) == 0:
             print(f"pretrain: error: {args.corpus}: no {split} examples (pieces shorter than --window-s?)", file=sys.stderr)
@@ -195,7 +223,13 @@ def main(argv: list[str] | None = None) -> int:
 
     model = new_hf_model(mcfg, seed=0)
     resuming = (run_dir / "ckpt" / "state.json").exists()
-    initial = _from_export(args.out, mcfg, model) if not (resuming or args.fresh) else None
+    if args.init and not resuming:
+        start, _ = load_hf_checkpoint(args.init, expected_tokenizer=tokenizer.to_dict())
+        model.load_state_dict(start.state_dict())
+        initial = LoopState(history=[])
+        log.info("starting from the weights of %s", args.init)
+    else:
+        initial = _from_export(args.out, mcfg, model) if not (resuming or args.fresh) else None
     state = train(model, train_x, val_x, tokenizer.pad_id, loop, run_dir / "ckpt", json_lines=args.json,
                   on_best=export, initial_state=initial)
     # The export is the best model: measure it on the whole validation split for the card.

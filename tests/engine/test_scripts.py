@@ -21,8 +21,9 @@ def test_a_script_starts(name):
     assert "usage" in result.stdout.lower()
 
 
-def test_pretrain_starts():
-    result = subprocess.run([str(REPO / "scripts" / "pretrain"), "--help"], cwd=REPO, capture_output=True,
+@pytest.mark.parametrize("name", ("pretrain", "model-fit"))
+def test_a_bash_script_starts(name):
+    result = subprocess.run([str(REPO / "scripts" / name), "--help"], cwd=REPO, capture_output=True,
                             text=True, timeout=120, env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert "usage" in result.stdout.lower()

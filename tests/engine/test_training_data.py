@@ -142,3 +142,47 @@ def test_pretrain_on_cuda_exports_fp32_cpu_model(tiny_corpus, tmp_path, capsys):
     assert pretrain.main(_pretrain_args(tiny_corpus, tmp_path, "cuda")) == 0
     state = _check_pretrain_export(tmp_path, capsys)
     assert state["runs"][-1]["device"] == torch.cuda.get_device_name()
+
+
+def test_build_split_names_the_source_of_every_row(tiny_corpus):
+    from engine.tokens.tokenizer import JamTokenizer
+
+    cfg = ExampleConfig(seq_len=64, window_s=2.0, stride_s=0.5, copies=4)
+    train, stats = build_split(tiny_corpus, "train", JamTokenizer(), cfg, jobs=1)
+    assert len(stats["row_sources"]) == len(train)
+    assert sorted(set(stats["row_sources"])) == ["hannds", "mma_jazz"]
+
+
+def test_mix_sources_gives_each_source_its_share():
+    from engine.training.data import mix_sources, parse_mix
+
+    examples = np.arange(100)[:, None].repeat(3, axis=1)
+    sources = ["score"] * 90 + ["hannds"] * 10  # the corpus as built: scores outnumber performances
+    mixed = mix_sources(examples, sources, parse_mix("hannds=3,score=1"), seed=0)
+    assert len(mixed) == 100
+    from_hannds = (mixed[:, 0] >= 90).sum()
+    assert from_hannds == 75
+    assert (mix_sources(examples, sources, parse_mix("hannds=3,score=1"), seed=0) == mixed).all()
+    with pytest.raises(ValueError, match="mma_jazz"):
+        mix_sources(examples, sources, {"mma_jazz": 1.0})
+    for bad in ("hannds", "hannds=x", "hannds=-1", "hannds=0", "=1"):
+        with pytest.raises(ValueError, match="--mix"):
+            parse_mix(bad)
+
+
+def test_pretrain_mix_and_init_start_from_a_checkpoint(tiny_corpus, tmp_path, capsys):
+    from engine.training import pretrain
+
+    first = tmp_path / "first"
+    args = _pretrain_args(tiny_corpus, tmp_path, "cpu")
+    assert pretrain.main([*args, "--out", str(first)]) == 0
+    capsys.readouterr()
+    second = tmp_path / "second"
+    assert pretrain.main([*args, "--out", str(second), "--work", str(tmp_path / "work2"), "--init", str(first),
+                          "--mix", "hannds=0.7,mma_jazz=0.3"]) == 0
+    done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert done["event"] == "pretrain-done"
+    card = (second / "README.md").read_text()
+    assert "| hannds | 1 | 0.01 | 10 | 70% |" in card
+    assert pretrain.main([*args, "--out", str(tmp_path / "third"), "--mix", "nothing=1"]) == 2
+    assert "nothing" in capsys.readouterr().err

@@ -1,0 +1,140 @@
+"""Bits per second of music: how well a model predicts a set of MIDI files. The figure that
+compares across models, corpora and tokenizers (NLL per token would reward writing more tokens
+for the same music), after Anticipatory Music Transformer's bits/s."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from engine.training.data import ExampleConfig, piece_examples
+from engine.training.loop import lm_loss
+
+WINDOW_S = 8.0  # short enough that a dense window fits the model's context whole
+
+
+@dataclass(frozen=True)
+class MusicFit:
+    files: int
+    windows: int
+    truncated: int  # windows longer than the model's context: their tail is not scored
+    tokens: int
+    music_s: float
+    nll_per_token: float  # nats
+    bits_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def music_windows(files: Sequence[Path], tokenizer, *, max_len: int, window_s: float = WINDOW_S,
+                  entries: Sequence[dict] | None = None, seed: int = 0) -> tuple[np.ndarray, float, int]:
+    """(token windows (N, L) padded, seconds of music they cover, how many were cut at max_len).
+
+    Windows do not overlap, are not augmented and carry the conditions the live engine
+    computes from the notes; each piece splits its hands or parts between the two players
+    the same way on every call (seeded), so two models see the same tokens.
+    """
+    cfg = ExampleConfig(seq_len=10 * max_len, window_s=window_s, stride_s=window_s, copies=1, seed=seed)
+    rows: list[list[int]] = []
+    seconds, truncated = 0.0, 0
+    for i, path in enumerate(files):
+        entry = dict(entries[i]) if entries is not None else {"source": "performance", "tags": {}}
+        windows, secs = piece_examples(Path(path), entry, tokenizer, cfg, train=False, seed=seed * 1_000_003 + i)
+        for ids in windows:
+            if len(ids) > max_len:
+                truncated += 1
+            rows.append(ids[:max_len])
+        seconds += secs
+    width = max((len(r) for r in rows), default=1)
+    array = np.full((len(rows), width), tokenizer.pad_id, dtype=np.int64)
+    for i, ids in enumerate(rows):
+        array[i, : len(ids)] = ids
+    return array, seconds, truncated
+
+
+@torch.no_grad()
+def music_fit(model, tokenizer, files: Sequence[Path], *, window_s: float = WINDOW_S,
+              entries: Sequence[dict] | None = None, batch_size: int = 8, seed: int = 0) -> MusicFit:
+    """How well `model` (a transformers causal LM) predicts `files`: NLL per token and bits per
+    second of music, every non-overlapping `window_s` window scored once."""
+    max_len = int(model.config.max_position_embeddings)
+    windows, seconds, truncated = music_windows(files, tokenizer, max_len=max_len, window_s=window_s,
+                                                entries=entries, seed=seed)
+    was_training = model.training
+    model.eval()
+    total_nll, total_tokens = 0.0, 0
+    # Sorted by length, batches waste little on padding.
+    order = np.argsort((windows != tokenizer.pad_id).sum(axis=1))
+    for start in range(0, len(order), batch_size):
+        batch = windows[order[start:start + batch_size]]
+        batch = batch[:, : int((batch != tokenizer.pad_id).sum(axis=1).max())]
+        loss, count = lm_loss(model, torch.from_numpy(batch), tokenizer.pad_id)
+        total_nll += float(loss) * count
+        total_tokens += count
+    model.train(was_training)
+    nll = total_nll / max(1, total_tokens)
+    bits = total_nll * math.log2(math.e) / seconds if seconds > 0 else math.nan
+    return MusicFit(files=len(files), windows=len(windows), truncated=truncated, tokens=total_tokens,
+                    music_s=round(seconds, 1), nll_per_token=round(nll, 5), bits_per_s=round(bits, 2))
+
+
+def corpus_split(corpus: Path, split: str) -> tuple[list[Path], list[dict]]:
+    """The files of one split of a built pre-training corpus, with their manifest entries."""
+    manifest_path = corpus / ("holdout/manifest.json" if split == "holdout" else "manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    entries = [p for p in manifest["pieces"] if p["split"] == split]
+    base = manifest_path.parent
+    return [base / p["path"] for p in entries], entries
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Bits per second of music of checkpoints on a corpus split.")
+    parser.add_argument("models", type=Path, nargs="*", help="checkpoint directories (default: the shipped model)")
+    parser.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    parser.add_argument("--split", default="holdout", choices=("train", "val", "holdout"))
+    parser.add_argument("--window-s", type=float, default=WINDOW_S)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    from engine.model.checkpoint import CheckpointError, load_hf_checkpoint
+    from engine.model.config import DEFAULT_MODEL_DIR
+    from engine.tokens.tokenizer import JamTokenizer
+
+    try:
+        files, entries = corpus_split(args.corpus, args.split)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"model-fit: error: {args.corpus}: not a built corpus ({exc})", file=sys.stderr)
+        return 2
+    if not files:
+        print(f"model-fit: error: {args.corpus}: no {args.split} pieces", file=sys.stderr)
+        return 2
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = {}
+    for path in args.models or [DEFAULT_MODEL_DIR]:
+        try:
+            model, meta = load_hf_checkpoint(path)
+        except CheckpointError as exc:
+            print(f"model-fit: error: {exc}", file=sys.stderr)
+            return 2
+        rows[str(path)] = music_fit(model, JamTokenizer.from_dict(meta.tokenizer), files, window_s=args.window_s,
+                                    entries=entries).to_dict()
+    if args.json:
+        print(json.dumps({"corpus": str(args.corpus), "split": args.split, "models": rows}, indent=1))
+        return 0
+    print(f"{args.corpus} {args.split}: {len(files)} pieces, windows of {args.window_s:g} s")
+    print(f"{'model':40} {'bits/s':>8} {'nats/token':>11} {'tokens':>9} {'music s':>8} {'cut':>4}")
+    for name, fit in rows.items():
+        print(f"{name[-40:]:40} {fit['bits_per_s']:8.2f} {fit['nll_per_token']:11.4f} {fit['tokens']:9d} "
+              f"{fit['music_s']:8.0f} {fit['truncated']:4d}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

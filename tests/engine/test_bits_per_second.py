@@ -1,0 +1,66 @@
+"""Bits per second of music: the held-out figure that compares models."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from engine.model.checkpoint import new_hf_model
+from engine.model.config import ModelConfig
+from engine.tokens.tokenizer import JamTokenizer
+from engine.training.bits_per_second import music_fit, music_windows
+from tests.midi_fixtures import write_scale
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return JamTokenizer()
+
+
+def _model(tokenizer, max_len=256, seed=0):
+    torch.manual_seed(seed)
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=32, n_head=2, n_kv_head=2,
+                         intermediate_size=48, max_len=max_len)
+    return new_hf_model(config, seed=seed).eval()
+
+
+def test_bits_per_second_is_total_nll_over_seconds(tokenizer, tmp_path):
+    files = [write_scale(tmp_path, "a.mid", notes=15), write_scale(tmp_path, "b.mid", notes=15)]
+    fit = music_fit(_model(tokenizer), tokenizer, files, window_s=2.0)
+    assert fit.files == 2 and fit.windows > 2 and fit.truncated == 0
+    assert fit.bits_per_s == pytest.approx(fit.nll_per_token * fit.tokens * math.log2(math.e) / fit.music_s, rel=0.01)
+    assert music_fit(_model(tokenizer), tokenizer, files, window_s=2.0) == fit  # same tokens, same figure
+
+
+def test_a_model_that_learned_the_music_scores_fewer_bits(tokenizer, tmp_path):
+    files = [write_scale(tmp_path, "a.mid", notes=15)]
+    model = _model(tokenizer)
+    before = music_fit(model, tokenizer, files, window_s=2.0)
+    windows, _, _ = music_windows(files, tokenizer, max_len=256, window_s=2.0)
+    batch = torch.from_numpy(windows)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    from engine.training.loop import lm_loss
+
+    for _ in range(60):
+        loss, _ = lm_loss(model, batch, tokenizer.pad_id)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = music_fit(model, tokenizer, files, window_s=2.0)
+    assert after.bits_per_s < 0.5 * before.bits_per_s
+
+
+def test_windows_longer_than_the_context_are_counted(tokenizer, tmp_path):
+    files = [write_scale(tmp_path, "a.mid", notes=15)]
+    _, _, truncated = music_windows(files, tokenizer, max_len=8, window_s=4.0)
+    assert truncated > 0
+    fit = music_fit(_model(tokenizer, max_len=8), tokenizer, files, window_s=4.0)
+    assert fit.truncated == truncated and fit.tokens > 0
+
+
+def test_model_fit_command_prints_bits_per_second(tmp_path, capsys):
+    from engine.training import bits_per_second
+
+    assert bits_per_second.main(["--corpus", str(tmp_path / "none")]) == 2
+    assert "not a built corpus" in capsys.readouterr().err
