@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from jamtui import corpus_commands
 from jamtui import offline_commands as offline
 from jamtui.errors import UserError  # also jamtui.cli.UserError
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("--api", help="MIDI system: auto (default), alsa, jack, coremidi, winmm ($JAMTUI_MIDI_API)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    corpus_commands.add_parsers(sub)
 
     sub.add_parser("ports", help="list MIDI inputs and outputs")
 
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     handlers = {"ports": cmd_ports, "play": cmd_play, "thru": cmd_thru, "jam": cmd_jam, None: cmd_app,
                 "bench": offline.cmd_bench, "generate": offline.cmd_generate, "simulate": offline.cmd_simulate,
-                "review": offline.cmd_review, "preset": offline.cmd_preset}
+                "review": offline.cmd_review, "preset": offline.cmd_preset,
+                "corpus": corpus_commands.cmd_corpus}
     try:
         return handlers[args.command](args)
     except _user_errors() as exc:

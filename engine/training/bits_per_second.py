@@ -14,6 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from engine.model.checkpoint import CheckpointError, load_hf_checkpoint
+from engine.model.config import DEFAULT_MODEL_DIR
+from engine.tokens.tokenizer import JamTokenizer
 from engine.training.data import ExampleConfig, piece_examples
 from engine.training.loop import lm_loss
 
@@ -103,10 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-s", type=float, default=WINDOW_S)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    from engine.model.checkpoint import CheckpointError, load_hf_checkpoint
-    from engine.model.config import DEFAULT_MODEL_DIR
-    from engine.tokens.tokenizer import JamTokenizer
-
     try:
         files, entries = corpus_split(args.corpus, args.split)
     except (OSError, ValueError, KeyError) as exc:
