@@ -172,11 +172,15 @@ def _nearest_consonant(pitch: int, targets: frozenset[int], held: Sequence[int])
     return None
 
 
+FOLLOW_RANGE = 4.0  # the most the AI's loudness is raised (+24 dB on the GM curve): a near-silent note stays soft
+
+
 def blend_velocity(
     ai_notes: Iterable[Note], listening: Listening, under_db: float = 3.0, *, ai_mean_velocity: float | None = None
 ) -> list[Note]:
-    """Scale AI velocities down so their mean sits `under_db` below the performer's recent
-    mean; never louder, always within 1..127.
+    """Scale AI velocities so their mean sits `under_db` below the performer's recent mean:
+    the AI follows his dynamics both ways (softer when he plays softly, louder when he digs
+    in) and keeps its own accents; always within 1..127, never raised more than FOLLOW_RANGE.
 
     dB follow the General MIDI velocity curve, level = 40 log10(v / 127), so a ratio of
     10 ** (-dB / 40). `ai_mean_velocity` is the AI's recent mean when the caller tracks
@@ -189,8 +193,7 @@ def blend_velocity(
     if listening.mean_velocity is not None:
         target = listening.mean_velocity * 10 ** (-under_db / 40)
         current = ai_mean_velocity if ai_mean_velocity is not None else statistics.fmean(n.velocity for n in notes)
-        if current > target:
-            scale = target / current
+        scale = min(target / max(current, 1.0), FOLLOW_RANGE)
     return [replace(n, velocity=min(max(round(n.velocity * scale), 1), 127)) for n in notes]
 
 

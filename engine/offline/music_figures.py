@@ -1,5 +1,5 @@
 """The musical figures of a duet, one function each: re-strikes, key agreement, density, answers,
-motif reuse, register, polyphony and velocity; every constant that defines one is named here."""
+answer length, motif reuse, register, polyphony and velocity; every constant that defines one is named here."""
 from __future__ import annotations
 
 import bisect
@@ -21,6 +21,7 @@ MIN_KEY_NOTES = 4  # a window or phrase with fewer AI notes has no key worth jud
 AI_PHRASE_GAP_S = 0.8  # AI phrases (and the performer's, for density) split at silences this long
 PERFORMER_PHRASE_GAP_S = 1.5  # the performer's phrases (answers, motif reuse) split at silences this long
 ANSWER_WITHIN_S = 3.0
+SHORT_ANSWER_NOTES = 5  # an AI phrase of this many notes or fewer, not cut in on, is a scrap
 MOTIF_N = 3  # intervals per motif n-gram (four notes)
 COPY_N = 4  # absolute pitches per copy n-gram
 COPY_SHARE = 0.8  # an AI phrase with this share of its pitch 4-grams in the performer's phrase is a copy
@@ -142,6 +143,26 @@ def answers(performer: Sequence[Note], ai: Sequence[Note]) -> dict[str, float | 
         i = bisect.bisect_left(onsets, end_s)
         answered += i < len(onsets) and onsets[i] - end_s <= ANSWER_WITHIN_S
     return {"answers": _ratio(answered, len(calls)), "performer_phrases": len(calls)}
+
+
+def answer_length(performer: Sequence[Note], ai: Sequence[Note]) -> dict[str, float | int | None]:
+    """Whether the AI's phrases (0.8 s gaps) are phrases: an AI phrase is cut in on when the
+    performer starts a note after its first onset and before its end + 0.8 s. Of those not cut
+    in on, `answer_notes` is the median count of notes and `short_answers` the share with
+    SHORT_ANSWER_NOTES or fewer (scraps); `cut_in` is the share of AI phrases cut in on."""
+    onsets = sorted(n.start_s for n in performer)
+    whole: list[int] = []
+    cut = 0
+    said = phrases(ai, AI_PHRASE_GAP_S)
+    for phrase in said:
+        i = bisect.bisect_right(onsets, phrase[0].start_s)
+        if i < len(onsets) and onsets[i] < _end(phrase) + AI_PHRASE_GAP_S:
+            cut += 1
+        else:
+            whole.append(len(phrase))
+    return {"answer_notes": float(statistics.median(whole)) if whole else None,
+            "short_answers": _ratio(sum(n <= SHORT_ANSWER_NOTES for n in whole), len(whole)),
+            "cut_in": _ratio(cut, len(said)), "whole_answers": len(whole)}
 
 
 def _grams(seq: Sequence[int], n: int) -> list[tuple[int, ...]]:

@@ -56,6 +56,9 @@ def review(performer: Sequence[Note], ai: Sequence[Note], mode: str) -> Figures:
         performer_notes_per_s).
       answers: share of the performer's phrases with an AI onset within 3 s after their end;
         performer_phrases: how many phrases.
+      answer_notes: median notes of the AI's phrases (0.8 s gaps) the performer did not cut in
+        on (his next onset after their end + 0.8 s); short_answers: share of those with 5 notes
+        or fewer; cut_in: share of AI phrases cut in on; whole_answers: how many were not.
       motif_reuse: mean share of an AI phrase's interval 3-grams found in the performer's
         previous phrase; copy_rate: share of AI phrases that copy it (pitch 4-grams);
         motif_phrases: AI phrases judged.
@@ -75,6 +78,7 @@ def review(performer: Sequence[Note], ai: Sequence[Note], mode: str) -> Figures:
         **figures.key_agreement(performer, ai, mode),
         **figures.density(performer, ai),
         **figures.answers(performer, ai),
+        **figures.answer_length(performer, ai),
         **figures.motif_reuse(performer, ai),
         "register": figures.register(performer, ai),
         "polyphony": figures.polyphony(ai),

@@ -94,7 +94,7 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class InjectionSettingsRef:
-    strategy: tuple[str, ...] = _choice(STRATEGIES, ("interleave",))
+    strategy: tuple[str, ...] = _choice(STRATEGIES, ("interleave", "velocity"))
     respond_imitate: float = _range(0.0, 1.0, 0.3)  # 0 = answer freely, 1 = echo the performer's ideas
     input_delay_s: float = _range(0.0, 2.0, 0.0)
     anti_echo: bool = True

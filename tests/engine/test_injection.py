@@ -192,8 +192,12 @@ def test_ai_sits_under_the_performer():
     mean = sum(n.velocity for n in out) / len(out)
     assert mean <= 60 * 10 ** (-3 / 40) + 0.5
     assert [n.velocity for n in out] == sorted(n.velocity for n in out)  # shape kept
-    quiet = [ai(70, velocity=30)]
-    assert blend_velocity(quiet, performer) == quiet  # never made louder
+    quiet = [ai(70, velocity=30), ai(72, velocity=40)]
+    louder = blend_velocity(quiet, performer, under_db=3.0)  # a soft AI follows him up
+    assert sum(n.velocity for n in louder) / 2 == pytest.approx(60 * 10 ** (-3 / 40), abs=1.0)
+    assert louder[0].velocity < louder[1].velocity
+    whisper = [ai(70, velocity=5)]
+    assert blend_velocity(whisper, performer)[0].velocity == 20  # by at most FOLLOW_RANGE
 
 
 def test_velocity_never_below_one():
