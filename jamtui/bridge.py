@@ -12,7 +12,7 @@ from engine.midi.base import PortError
 from engine.midi.ports import PortOpener
 from engine.midi.system import PortList, list_ports, platform_hint
 from engine.model.cache import LoadedModel, ModelCache
-from engine.presets.schema import Preset, resolve_model_path
+from engine.presets.schema import Preset, resolve_adapters, resolve_model_path
 from engine.user_dirs import recordings_dir
 from jamtui.messages import (
     EngineFailed,
@@ -33,7 +33,8 @@ from jamtui.messages import (
 
 log = logging.getLogger(__name__)
 
-ModelLoader = Callable[[Path], tuple[Any, Any]]  # checkpoint directory -> (live model, tokenizer)
+# checkpoint directory [, ((adapter directory, weight), ...) when the preset has styles] -> (live model, tokenizer)
+ModelLoader = Callable[..., tuple[Any, Any]]
 PortsProvider = Callable[[], PortList]
 ClockFactory = Callable[[], Clock]
 POLL_INTERVAL_S = 0.1
@@ -115,24 +116,24 @@ class EngineBridge:
             self._post(RecordingsRecovered([paths.midi_path for paths in recovered]))
 
     def prepare_model(self, preset: Preset) -> LoadedModel | None:
-        """The model the preset names, loaded once and kept; None (and a `ModelLoadFailed`)
-        if it cannot be loaded."""
+        """The model the preset names with its adapters (styles) merged, loaded once and kept;
+        None (and a `ModelLoadFailed`) if it cannot be loaded."""
         try:
-            path = resolve_model_path(preset)
-        except Exception as exc:  # noqa: BLE001 - a preset naming a missing model is reported
+            path, adapters = resolve_model_path(preset), resolve_adapters(preset)
+        except Exception as exc:  # noqa: BLE001 - a preset naming a missing model or style is reported
             self._post(ModelLoadFailed(preset.model.path, str(exc)))
             return None
-        if self._models.cached(path) is not None:
-            return self._models.get(path)
+        if self._models.cached(path, adapters) is not None:
+            return self._models.get(path, adapters)
         try:
-            loaded = self._models.get(path, on_loading=lambda p: self._post(ModelLoadStarted(p.name)))
+            loaded = self._models.get(path, adapters, on_loading=lambda p: self._post(ModelLoadStarted(p.name)))
         except Exception as exc:  # noqa: BLE001 - the console stays up and says why
             log.error("could not load the model %s: %s", path, exc)
             self._post(ModelLoadFailed(path.name, str(exc)))
             return None
         if loaded.load_s > 0:
-            log.info("model %s ready (%s) in %.1f s", path.name, loaded.device, loaded.load_s)
-            self._post(ModelLoaded(path.name, loaded.load_s, loaded.device))
+            log.info("model %s ready (%s) in %.1f s", loaded.label, loaded.device, loaded.load_s)
+            self._post(ModelLoaded(loaded.label, loaded.load_s, loaded.device))
         return loaded
 
     def start(self, input_spec: str, output_spec: str, preset: Preset) -> None:
@@ -228,11 +229,13 @@ class EngineBridge:
         return True
 
     def set_preset(self, preset: Preset) -> bool:
-        """Hand the jam `preset` for after the phrase it plays now; False when no jam runs."""
+        """Hand the jam `preset` for after the phrase it plays now; False when no jam runs. A
+        preset with another model or style loads in the jam's background and takes over between
+        two chunks (a `model_changed` event says when)."""
         jam = self._jam
         if jam is None:
             return False
-        jam.set_preset(preset)  # logs when the preset names another model than the one playing
+        jam.set_preset(preset)  # logs when its model or style cannot be found
         return True
 
     # -- internals (lock held) -----------------------------------------------------------------

@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from jamtui import corpus_commands
+from jamtui import corpus_commands, eval_command, style_commands, train_command
 from jamtui import offline_commands as offline
 from jamtui.errors import UserError  # also jamtui.cli.UserError
 
@@ -36,12 +36,54 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
+STYLE_HELP = "styles to play: NAME[:WEIGHT],... (a style name or an adapter directory, weight 0-2, default 1; none: no style)"
+
+
+def parse_styles(text: str) -> tuple[tuple[str, float], ...]:
+    """--style's `NAME[:WEIGHT],...`: (style name or absolute adapter directory, weight 0-2), checked
+    to exist; "none" is no style. Raises UserError (one line)."""
+    import math
+
+    from engine.model.adapters import MAX_WEIGHT, find_style, style_names
+    from engine.user_dirs import styles_dir
+
+    if text.strip().lower() == "none":
+        return ()
+    styles = []
+    for item in text.split(","):
+        ref, sep, weight_text = item.strip().rpartition(":")
+        if not sep:
+            ref, weight_text = weight_text, ""
+        try:
+            weight = float(weight_text) if sep else 1.0
+        except ValueError:
+            raise UserError(f"--style: {item.strip()!r}: the weight {weight_text!r} is not a number "
+                            f"(use NAME[:WEIGHT],...)") from None
+        if not ref:
+            raise UserError(f"--style: {text!r} has an empty style name (use NAME[:WEIGHT],...)")
+        if not math.isfinite(weight) or not 0.0 <= weight <= MAX_WEIGHT:
+            raise UserError(f"--style: {ref}: the weight must be between 0 and {MAX_WEIGHT:g}, got {weight_text}")
+        path = Path(ref).expanduser()
+        if "/" in ref or path.is_dir():
+            if not path.is_dir():
+                raise UserError(f"--style: {ref}: no such adapter directory")
+            ref = str(path.resolve())
+        elif find_style(ref) is None:
+            known = ", ".join(style_names()) or f"none yet in {styles_dir()}"
+            raise UserError(f"--style: no style named {ref!r} (known styles: {known})")
+        styles.append((ref, weight))
+    return tuple(styles)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jamtui", description="Improvise live with an AI that plays like you.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("--api", help="MIDI system: auto (default), alsa, jack, coremidi, winmm ($JAMTUI_MIDI_API)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     corpus_commands.add_parsers(sub)
+    style_commands.add_parsers(sub)
+    train_command.add_parsers(sub)
+    eval_command.add_parsers(sub)
 
     sub.add_parser("ports", help="list MIDI inputs and outputs")
 
@@ -68,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-k", type=int, default=0)
     gen.add_argument("--genre", help="condition: jazz-comping, classical-piano, folk, performance, unknown")
     gen.add_argument("--both", action="store_true", help="let the model play both parts, not only the answer")
+    gen.add_argument("--style", help=STYLE_HELP)
 
     jam = sub.add_parser("jam", help="jam with the model: the console, started on these ports (or --headless)")
     jam.add_argument("--headless", action="store_true", help="no console: log metrics, Ctrl-C ends in silence")
@@ -76,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     jam.add_argument("--preset", default="default", help="a preset name or a TOML file (default: default)")
     jam.add_argument("--record", type=Path, metavar="DIR", help="record both players to DIR")
     jam.add_argument("--seconds", type=float, help="stop (and quit) after this many seconds")
+    jam.add_argument("--style", help=STYLE_HELP + "; replaces the preset's adapters")
 
     sim = sub.add_parser("simulate", help="a whole duet on a fake clock, faster than real time")
     sim.add_argument("--performer", type=Path, required=True, help="a .mid file that plays the performer")
@@ -84,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--report", type=Path, required=True, help="the report (JSON)")
     sim.add_argument("--minutes", type=float, help="loop the performer to this length")
     sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--style", help=STYLE_HELP + "; replaces the preset's adapters")
 
     bench = sub.add_parser("bench", help="measure timing on this machine")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -124,8 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"ports": cmd_ports, "play": cmd_play, "thru": cmd_thru, "jam": cmd_jam, None: cmd_app,
                 "bench": offline.cmd_bench, "generate": offline.cmd_generate, "simulate": offline.cmd_simulate,
                 "review": offline.cmd_review, "preset": offline.cmd_preset,
-                "corpus": corpus_commands.cmd_corpus}
+                "corpus": corpus_commands.cmd_corpus, "style": style_commands.cmd_style, "train": train_command.cmd_train,
+                "eval": eval_command.cmd_eval}
     try:
+        if getattr(args, "style", None) is not None:
+            args.style = parse_styles(args.style)
         return handlers[args.command](args)
     except _user_errors() as exc:
         print(f"jamtui: error: {exc}", file=sys.stderr)
@@ -242,6 +290,8 @@ def _start_recorder(directory: Path, clock, meta: dict):
 
 
 def cmd_jam(args) -> int:
+    if not args.headless and args.style is not None:
+        raise UserError("--style needs --headless for now: in the console, choose a preset that names the style")
     if not args.headless:
         return cmd_app(args)  # before the engine's imports: the console loads torch in a worker
     from engine.duet.jam import Jam
@@ -254,7 +304,8 @@ def cmd_jam(args) -> int:
         if event.kind == "failed":
             stop.set()
 
-    jam = Jam(load_preset(args.preset), input_spec=args.in_port, output_spec=args.out_port, api=args.api,
+    preset = offline.with_styles(load_preset(args.preset), args.style)
+    jam = Jam(preset, input_spec=args.in_port, output_spec=args.out_port, api=args.api,
               recordings_dir=args.record, on_event=on_event)
     jam.load_model()  # before the signal handlers: a Ctrl-C while loading ends at once (status 130)
     _stop_on_signals(stop)  # from here a Ctrl-C ends in silence with the recording kept

@@ -9,18 +9,32 @@ from pathlib import Path
 from jamtui.errors import UserError
 
 
-def load_model(path: Path | None):
+def load_model(path: Path | None, adapters=()):
+    """(live model, tokenizer) at `path` (None: the shipped model) with `adapters` ((directory, weight), ...)."""
     from engine.model.load import load_model as load
 
-    return load(path)
+    return load(path, adapters)
 
 
-def preset_and_model(name: str):
+def preset_and_model(name: str, styles=None):
+    """(preset, model, tokenizer): the preset by name or file, its adapters replaced by `styles`
+    (`--style`, parsed by `jamtui.cli`) when given, and its model with its adapters merged."""
     from engine.presets.files import load_preset
-    from engine.presets.schema import resolve_model_path
+    from engine.presets.schema import resolve_adapters, resolve_model_path
 
-    preset = load_preset(name)
-    return (preset, *load_model(resolve_model_path(preset)))
+    preset = with_styles(load_preset(name), styles)
+    return (preset, *load_model(resolve_model_path(preset), resolve_adapters(preset)))
+
+
+def with_styles(preset, styles):
+    """`preset` playing `styles` ((style name or absolute directory, weight), ...) instead of its
+    own adapters; unchanged when `styles` is None (no --style given)."""
+    from engine.presets.schema import merge
+
+    if styles is None:
+        return preset
+    return merge(preset, {"model": {"adapters": [{"path": ref, "weight": weight} for ref, weight in styles]}},
+                 origin="--style")
 
 
 
@@ -30,15 +44,20 @@ def cmd_bench(args) -> int:
     from engine.midi.ports import open_output
 
     from engine.presets.files import load_preset
+    from engine.presets.schema import resolve_adapters, resolve_model_path
 
     if args.cues < 0:
         raise UserError(f"--cues must be 0 or more, got {args.cues}")
     preset = load_preset(args.preset)
-    model, tokenizer = (None, None) if args.no_model else load_model(args.model)
+    model_path, model, tokenizer = None, None, None
+    if not args.no_model:  # the preset's model and styles, or --model with the preset's styles
+        model_path = args.model or resolve_model_path(preset)
+        model, tokenizer = load_model(model_path, resolve_adapters(preset))
     port = open_output(args.out, api=args.api) if args.out else None
     try:
         result = run_all(n_events=args.events, load=not args.no_load, load_threads=args.load_threads, port=port,
-                         model=model, tokenizer=tokenizer, preset=preset, cues=args.cues)
+                         model=model, tokenizer=tokenizer, preset=preset, cues=args.cues,
+                         model_path=model_path)
     finally:
         if port is not None:
             port.close()
@@ -68,7 +87,7 @@ def cmd_generate(args) -> int:
     if args.seconds <= 0:
         raise UserError(f"--seconds must be positive, got {args.seconds}")
     prompt = notes_from_events(load_midi_events(args.prompt))
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, _style_dirs(args.style))
     try:
         conditions = Conditions(genre=args.genre) if args.genre else None
     except ValueError as exc:
@@ -82,6 +101,13 @@ def cmd_generate(args) -> int:
           f"({stats.tokens} tokens, {stats.compute_s:.2f} s compute, real-time factor {stats.rtf:.1f}) -> {args.out}",
           file=sys.stderr)
     return 0
+
+
+def _style_dirs(styles) -> list[tuple[Path, float]]:
+    """--style's (style name or absolute directory, weight) as (adapter directory, weight)."""
+    from engine.model.adapters import find_style
+
+    return [(find_style(ref) or Path(ref), weight) for ref, weight in styles or ()]
 
 
 def cmd_preset(args) -> int:
@@ -109,7 +135,7 @@ def cmd_simulate(args) -> int:
     load_midi_events(args.performer)  # a clear error for a bad file before the model loads
     if args.minutes is not None and args.minutes <= 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}")
-    preset, model, tokenizer = preset_and_model(args.preset)
+    preset, model, tokenizer = preset_and_model(args.preset, args.style)
     report = simulate(args.performer, model, tokenizer, preset, args.out, minutes=args.minutes, seed=args.seed)
     args.report.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report))

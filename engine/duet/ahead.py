@@ -11,7 +11,8 @@ from engine.duet.guide import Guide
 from engine.duet.performer import MEMORY_S
 from engine.duet.settings import conditions_of, sampling_of
 from engine.duet.worker import (
-    ChunkGenerator, ChunkRequest, ChunkResult, EntryRequest, EntryResult, GenerationWorker, NoteResult, SyncRequest,
+    ChunkGenerator, ChunkRequest, ChunkResult, EntryRequest, EntryResult, GenerationWorker, ModelSwapped, NoteResult,
+    SwapRequest, SyncRequest,
 )
 from engine.presets.schema import Preset
 
@@ -19,7 +20,7 @@ PREPARE_MIN_S, PREPARE_MAX_S = 0.06, 0.4  # a turn's first chunk is asked for th
 COMPUTE_GUESS_S = 0.05  # the compute estimates before anything was measured
 REVISE_EVERY_S = 0.25  # accompany/continuous: at most this often is the AI's written-ahead part rewritten
 
-Result = ChunkResult | NoteResult | EntryResult
+Result = ChunkResult | NoteResult | EntryResult | ModelSwapped
 
 
 class Pacing:
@@ -207,6 +208,15 @@ class Generation:
         until_s = max(self._cursor_s, now_s)
         self._submit(SyncRequest(self._context(now_s, until_s), until_s, self._context_s, self._conditions))
 
+    def swap_model(self, model, label: str, now_s: float) -> ModelSwapped | None:
+        """Write with `model` from the next chunk on. The generation thread takes it between two
+        chunks (the one in flight, if any, is the old model's and still sounds) and first reads
+        the notes played so far with it, so the AI's part goes on without a gap. Its result:
+        returned when not live."""
+        until_s = max(self._cursor_s, now_s)
+        return self._submit(SwapRequest(model, label, self._context(now_s, until_s), until_s, self._context_s,
+                                        self._conditions))
+
     def prepare_entry(self, gen: int, now_s: float) -> EntryResult | None:
         """Sample the first note of an answer entering at now_s (`EntryRequest`). Its result:
         returned when not live."""
@@ -240,7 +250,7 @@ class Generation:
         self._epoch += 1
         self._in_flight = False
 
-    def _submit(self, request: ChunkRequest | SyncRequest | EntryRequest) -> ChunkResult | EntryResult | None:
+    def _submit(self, request: ChunkRequest | SyncRequest | EntryRequest | SwapRequest) -> Result | None:
         """To the generation thread; not live, it runs here and its result is returned."""
         if self._worker is not None:
             self._worker.submit(request)
@@ -250,4 +260,6 @@ class Generation:
             return None
         if isinstance(request, EntryRequest):
             return self._chunks.prepare_entry(request)
+        if isinstance(request, SwapRequest):
+            return self._chunks.swap(request)
         return self._chunks.run(request)

@@ -1,10 +1,10 @@
-"""The commands a performer sends a running session (mode, preset, panic): posted from any
+"""The commands a performer sends a running session (mode, preset, model, panic): posted from any
 thread, taken in order by the session's control thread."""
 from __future__ import annotations
 
 import queue
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 from engine.presets.schema import MODES, Mode, Preset
 
@@ -22,16 +22,24 @@ class SetPreset:
 
 
 @dataclass(frozen=True)
+class SetModel:
+    """Play `model` (loaded already, with the same tokenizer) from the next chunk on."""
+
+    model: Any
+    label: str  # the model in words, for the events
+
+
+@dataclass(frozen=True)
 class Panic:
     """Drop what generation has scheduled; the output itself is silenced by the sender at once."""
 
 
-Command = SetMode | SetPreset | Panic
+Command = SetMode | SetPreset | SetModel | Panic
 
 
 class Commands:
-    """A thread-safe queue of `Command`s. `set_mode`, `set_preset` and `panic` from any
-    thread; `drain` on the control thread only."""
+    """A thread-safe queue of `Command`s. `set_mode`, `set_preset`, `set_model` and `panic`
+    from any thread; `drain` on the control thread only."""
 
     def __init__(self) -> None:
         self._queue: queue.Queue[Command] = queue.Queue()
@@ -44,6 +52,9 @@ class Commands:
 
     def set_preset(self, preset: Preset) -> None:
         self._queue.put(SetPreset(preset))
+
+    def set_model(self, model, label: str) -> None:
+        self._queue.put(SetModel(model, label))
 
     def panic(self) -> None:
         self._queue.put(Panic())

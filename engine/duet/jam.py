@@ -1,6 +1,7 @@
 """`Jam`: one jam's whole lifecycle, the one both faces drive (`jamtui jam --headless`, the
-console, the bench): the preset's model, the ports, the session, the port watcher and the
-recorder, started and stopped in the right order, ending in silence."""
+console, the bench): the preset's model and styles, the ports, the session, the port watcher and
+the recorder, started and stopped in the right order, ending in silence; another model or style
+loaded in the background mid-jam."""
 from __future__ import annotations
 
 import logging
@@ -17,12 +18,19 @@ from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT, PortOpener, open_ports
 from engine.midi.recorder import SessionRecorder
 from engine.midi.scheduler import SchedulerStats
 from engine.midi.watch import PortWatcher
+from engine.model.adapters import AdapterWeights, adapter_weights
 from engine.model.cache import LoadedModel, ModelCache
-from engine.presets.schema import Preset, PresetError, resolve_model_path
+from engine.presets.schema import Preset, PresetError, resolve_adapters, resolve_model_path
 from engine.realtime import quiet_the_interpreter
 
 log = logging.getLogger(__name__)
+ModelKey = tuple[Path, AdapterWeights]  # a checkpoint and the adapters merged into it
 
+
+def model_key(preset: Preset) -> ModelKey:
+    """The model `preset` plays: its checkpoint and its adapters with their weights. Raises
+    PresetError for a path or style that does not exist."""
+    return resolve_model_path(preset), adapter_weights(resolve_adapters(preset))
 
 
 @dataclass(frozen=True)
@@ -43,8 +51,9 @@ class Jam:
     `load_model` (blocking; the console calls it in a worker) and `start` may be called from
     any one thread at a time; `stop` is safe to repeat. While it runs, `set_mode`,
     `set_preset`, `panic`, `metrics`, `output_stats`, `events` and `record` are safe from any
-    thread. The clock is injected: on a `FakeClock` nothing runs on threads and the caller
-    drives the music with `advance`.
+    thread. The clock is injected: on a `FakeClock` the music runs on no thread and the caller
+    drives it with `advance` (a model switched to mid-jam still loads on a thread of its own:
+    `wait_for_model` waits for it).
     """
 
     def __init__(self, preset: Preset, *, input_spec: str = f"virtual:{VIRTUAL_IN}",
@@ -62,7 +71,12 @@ class Jam:
         self._on_event = on_event
         self._seed = seed
         self._lock = threading.Lock()  # start, stop and recording changes, one at a time
-        self._loaded: LoadedModel | None = None
+        self._loaded: LoadedModel | None = None  # the model playing (or taking over at the next chunk)
+        self._switch_lock = threading.Lock()  # the model wanted, and the thread loading it
+        self._wanted: ModelKey | None = None
+        self._loader: threading.Thread | None = None
+        self._settled = threading.Event()  # no model is loading in the background
+        self._settled.set()
         self._session: Session | None = None
         self._ports: tuple[Any, Any] | None = None
         self._watcher: PortWatcher | None = None
@@ -72,10 +86,12 @@ class Jam:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def load_model(self, on_loading: Callable[[Path], None] | None = None) -> LoadedModel:
-        """The preset's model (loaded once per checkpoint by the model cache). Raises
-        PresetError (a model path that does not exist), CheckpointError or DeviceError."""
+        """The preset's model with its adapters merged (loaded once per checkpoint and adapters
+        by the model cache). Raises PresetError (a model path or style that does not exist),
+        CheckpointError (AdapterError for an adapter) or DeviceError."""
         if self._loaded is None:
-            self._loaded = self._models.get(resolve_model_path(self._preset), on_loading=on_loading)
+            path, adapters = model_key(self._preset)
+            self._loaded = self._models.get(path, adapters, on_loading=on_loading)
         return self._loaded
 
     def start(self, *, record: bool = False) -> bool:
@@ -141,6 +157,11 @@ class Jam:
         return session.mode if session is not None else self._preset.mode
 
     @property
+    def model(self) -> LoadedModel | None:
+        """The model playing, or taking over from the next chunk (None before `load_model`)."""
+        return self._loaded
+
+    @property
     def port_names(self) -> tuple[str, str]:
         """(input, output) as opened, or the specs before the jam starts."""
         ports = self._ports
@@ -156,18 +177,25 @@ class Jam:
         self._running_session().set_mode(mode)
 
     def set_preset(self, preset: Preset) -> bool:
-        """Play `preset` once the phrase being played ends. False when it names another model
-        than the one loaded: the jam keeps its model until it is started again."""
+        """Play `preset` once the phrase being played ends. When it plays another model or other
+        adapters (another style), those load in the background (the model cache) while the AI
+        plays on, and take over between two chunks once ready (`wait_for_model`). False when its
+        model or a style cannot be found: the rest of the preset plays on the model loaded."""
+        session = self._running_session()
         try:
-            same_model = resolve_model_path(preset) == resolve_model_path(self._preset)
-        except PresetError as exc:  # its model is missing: the rest of it still plays
-            log.warning("%s", exc)
-            same_model = False
-        if not same_model:
-            log.warning("preset %s plays another model; this jam keeps %s until it starts again",
-                        preset.name, self._loaded.path if self._loaded else resolve_model_path(self._preset))
-        self._running_session().set_preset(preset)
-        return same_model
+            wanted = model_key(preset)
+        except PresetError as exc:
+            log.warning("%s; the jam keeps %s", exc, self._loaded.label if self._loaded else "its model")
+            session.set_preset(preset)
+            return False
+        session.set_preset(preset)
+        self._switch_to(wanted)
+        return True
+
+    def wait_for_model(self, timeout_s: float | None = None) -> bool:
+        """Wait until no model is loading in the background (one asked for by `set_preset` has
+        been handed to the session, or failed); False if `timeout_s` passed first."""
+        return self._settled.wait(timeout_s)
 
     def panic(self) -> None:
         self._running_session().panic()
@@ -197,6 +225,56 @@ class Jam:
             if error is not None:
                 raise OSError(error)
             return saved
+
+    # -- switching model (any thread; the loading on its own) -----------------------------------
+
+    def _switch_to(self, wanted: ModelKey) -> None:
+        with self._switch_lock:
+            self._wanted = wanted
+            if self._loader is not None or self._playing() == wanted:
+                return  # the loader takes the latest wish when its load ends
+            self._settled.clear()
+            self._loader = threading.Thread(target=self._load_wanted, name="jamtui-model-load", daemon=True)
+            self._loader.start()
+
+    def _playing(self) -> ModelKey | None:
+        loaded = self._loaded
+        return (loaded.path, loaded.adapters) if loaded is not None else None
+
+    def _load_wanted(self) -> None:
+        """The model thread: load what is wanted (the latest wish) and hand it to the session."""
+        while True:
+            with self._switch_lock:
+                wanted = self._wanted
+                if self._stopped or wanted is None or wanted == self._playing():
+                    self._loader = None
+                    self._settled.set()
+                    return
+            path, adapters = wanted
+            try:
+                loaded = self._models.get(path, adapters)
+            except Exception as exc:  # noqa: BLE001 - a style that does not load: the AI plays on
+                log.error("could not load %s: %s; the jam plays on with %s", path.name, exc, self._loaded.label)
+                self._give_up(wanted)
+                continue
+            old = self._loaded
+            if loaded.tokenizer is not old.tokenizer and loaded.tokenizer.to_dict() != old.tokenizer.to_dict():
+                log.error("%s has another tokenizer than %s; this jam keeps %s until it starts again",
+                          loaded.label, old.label, old.label)
+                self._give_up(wanted)
+                continue
+            with self._lock:
+                session = self._session
+                if self._stopped or session is None:
+                    continue
+                self._loaded = loaded
+                session.set_model(loaded.model, loaded.label)
+            log.info("%s takes over from %s at the next chunk", loaded.label, old.label)
+
+    def _give_up(self, wanted: ModelKey) -> None:
+        with self._switch_lock:
+            if self._wanted == wanted:
+                self._wanted = None
 
     # -- internals (lock held) ------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ class EventKind(enum.StrEnum):
     AI_YIELDED = "ai_yielded"  # detail: before_entry (True when it had not played yet)
     MODE_CHANGED = "mode_changed"  # detail: mode, previous
     PRESET_CHANGED = "preset_changed"  # detail: name
+    MODEL_CHANGED = "model_changed"  # detail: model (its label), prefill_ms; from the next chunk on
     PANICKED = "panicked"
     GENERATION_FAILED = "generation_failed"  # detail: error; the session plays on
     FAILED = "failed"  # detail: where, error; the session stops in silence

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from engine.clock import Clock, FakeClock, MonotonicClock, s_to_ns
 from engine.events import MidiEvent, Note
 from engine.duet.ahead import Generation
-from engine.duet.control import Commands, Panic, SetMode, SetPreset
+from engine.duet.control import Commands, Panic, SetMode, SetModel, SetPreset
 from engine.duet.echo import EchoMeter, EchoWindows
 from engine.duet.guide import KEY_WINDOW_S, Guide, guide_for
 from engine.duet.injection import input_delay_s, interleave
@@ -18,7 +18,7 @@ from engine.duet.playing import AIPart
 from engine.duet.report import CueTimer, EventKind, Report, SessionEvent, SessionMetrics
 from engine.duet.settings import injection_in, injection_of
 from engine.duet.turns import Turns
-from engine.duet.worker import ChunkResult, EntryResult, NoteResult
+from engine.duet.worker import ChunkResult, EntryResult, ModelSwapped, NoteResult
 from engine.midi.capture import Capture
 from engine.presets.schema import Mode, Preset
 
@@ -36,8 +36,8 @@ class Session:
     `Generation` that writes the AI's part ahead of the clock, the `AIPart` that fits, schedules
     and sends it, the `Commands` other threads post, the `Report` (events and counters) and the
     `EchoMeter`.
-    `set_mode`, `set_preset`, `panic`, `metrics` and `events` are safe from any thread: the
-    commands are applied by the control thread at its next tick.
+    `set_mode`, `set_preset`, `set_model`, `panic`, `metrics` and `events` are safe from any
+    thread: the commands are applied by the control thread at its next tick.
     """
 
     def __init__(self, input_port, output_port, model, tokenizer, preset: Preset, *, clock: Clock | None = None,
@@ -158,6 +158,12 @@ class Session:
         """Takes effect once the phrase being played is committed (the AI's turn ends)."""
         self._commands.set_preset(preset)
 
+    def set_model(self, model, label: str) -> None:
+        """Play `model` (already loaded, the same tokenizer) from the next chunk on: the generation
+        thread takes it between two chunks, after reading the context with it, so the AI plays on
+        without a gap. A `model_changed` event says when it did."""
+        self._commands.set_model(model, label)
+
     def set_recorder(self, recorder) -> None:
         """Start (a `SessionRecorder`) or stop (None) recording mid-jam. Both players' events
         are recorded from the next one on; closing the old recorder is the caller's. (The
@@ -204,6 +210,8 @@ class Session:
                     self._change_mode(mode, now_s)
                 case SetPreset(preset):
                     self._pending_preset = preset
+                case SetModel(model, label):
+                    self._take_now(self._generation.swap_model(model, label, now_s))
                 case Panic():
                     # Also drops onsets a chunk scheduled between the silence and this tick.
                     self._reset_generation(now_ns)
@@ -355,14 +363,21 @@ class Session:
         self._cues.requested(self.clock.now_ns())
         self._take_now(self._generation.request(now_s, chunk_s))
 
-    def _take_now(self, result: ChunkResult | EntryResult | None) -> None:
+    def _take_now(self, result: ChunkResult | EntryResult | ModelSwapped | None) -> None:
         """Not live, a request runs at once: its result is taken here."""
         if result is not None:
             self._accept(result, self.clock.now_ns())
 
-    def _accept(self, result: ChunkResult | NoteResult | EntryResult, now_ns: int) -> None:
+    def _accept(self, result: ChunkResult | NoteResult | EntryResult | ModelSwapped, now_ns: int) -> None:
         if isinstance(result, EntryResult):
             self._turns.entry_sampled(result.request.gen, result.note)
+            return
+        if isinstance(result, ModelSwapped):
+            if result.error is None:
+                self._report.emit(EventKind.MODEL_CHANGED, self._now_s(now_ns), model=result.request.label,
+                                  prefill_ms=round(result.compute_s * 1000, 1))
+            else:
+                self._report.emit(EventKind.GENERATION_FAILED, self._now_s(now_ns), error=repr(result.error))
             return
         if not self._generation.current(result):
             return  # a chunk for a turn that was yielded, cancelled or re-moded: never sounds

@@ -4,7 +4,9 @@ The model's context is a `ContextStream` kept warm between chunks: each request 
 the notes both players have played, the stream takes in only what changed (a few tokens),
 and the model samples under `NoteGrammar` until its clock passes the chunk end. Between
 chunks the session posts `SyncRequest`s as the performer's notes arrive, so when the AI's
-turn comes only the turn's own tokens remain to compute.
+turn comes only the turn's own tokens remain to compute. A `SwapRequest` hands it another model
+(another style) between two chunks: the context is read again by the new model (one prefill) and
+the next chunk is written by it.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -78,6 +80,26 @@ class EntryResult:
 
 
 @dataclass(frozen=True)
+class SwapRequest:
+    """Play `model` from the next chunk on: it reads the notes played so far (one prefill)
+    before it writes anything; `label` names it in the events."""
+
+    model: Any
+    label: str
+    context: tuple[Note, ...]
+    t_s: float
+    context_s: float
+    conditions: Conditions | None
+
+
+@dataclass(frozen=True)
+class ModelSwapped:
+    request: SwapRequest
+    compute_s: float  # the new model's prefill of the context
+    error: BaseException | None = None  # the old model plays on
+
+
+@dataclass(frozen=True)
 class ChunkResult:
     request: ChunkRequest
     notes: tuple[Note, ...]  # AI notes inside the chunk, session seconds, not yet blended
@@ -118,6 +140,20 @@ class ChunkGenerator:
         except Exception:  # noqa: BLE001
             log.exception("syncing the context failed")
             self.stream.cache.reset()  # the next chunk rebuilds it
+
+    def swap(self, request: SwapRequest) -> ModelSwapped:
+        """Play `request.model` from now on, its context already prefilled (the old model's
+        stream and KV cache are dropped with it). Never raises: on a failure the old model stays."""
+        started = time.perf_counter()
+        try:
+            stream = ContextStream(request.model, self.tokenizer, context_s=request.context_s)
+            stream.sync(request.context, request.t_s, request.conditions, request.context_s)
+            stream.flush()
+        except Exception as exc:  # noqa: BLE001 - the AI plays on with the model it has
+            log.exception("the model %s could not take over", request.label)
+            return ModelSwapped(request, time.perf_counter() - started, exc)
+        self.model, self.stream = request.model, stream
+        return ModelSwapped(request, time.perf_counter() - started)
 
     def prepare_entry(self, request: EntryRequest) -> EntryResult:
         """Never raises: a failure gives no note (the answer then enters the usual way)."""
@@ -172,16 +208,17 @@ class ChunkGenerator:
 
 
 class GenerationWorker:
-    """The generation thread: takes `ChunkRequest`s, posts `ChunkResult`s to `on_result`.
+    """The generation thread: takes `ChunkRequest`s, posts `ChunkResult`s to `on_result`. A
+    `SwapRequest` is taken in its turn, so the model changes between two chunks, never inside one.
 
     `submit` and `stop` may be called from any thread; `on_result` runs on this thread.
     """
 
     def __init__(self, chunks: ChunkGenerator,
-                 on_result: Callable[[ChunkResult | NoteResult | EntryResult], None]) -> None:
+                 on_result: Callable[[ChunkResult | NoteResult | EntryResult | ModelSwapped], None]) -> None:
         self._chunks = chunks
         self._on_result = on_result
-        self._requests: queue.Queue[ChunkRequest | SyncRequest | EntryRequest | None] = queue.Queue()
+        self._requests: queue.Queue[ChunkRequest | SyncRequest | EntryRequest | SwapRequest | None] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -189,7 +226,7 @@ class GenerationWorker:
         self._thread = threading.Thread(target=self._run, name="jamtui-generate", daemon=True)
         self._thread.start()
 
-    def submit(self, request: ChunkRequest | SyncRequest | EntryRequest) -> None:
+    def submit(self, request: ChunkRequest | SyncRequest | EntryRequest | SwapRequest) -> None:
         self._requests.put(request)
 
     @property
@@ -213,5 +250,8 @@ class GenerationWorker:
                 continue
             if isinstance(request, EntryRequest):
                 self._on_result(self._chunks.prepare_entry(request))
+                continue
+            if isinstance(request, SwapRequest):
+                self._on_result(self._chunks.swap(request))
                 continue
             self._on_result(self._chunks.run(request, on_note=self._on_result))

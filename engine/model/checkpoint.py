@@ -3,7 +3,8 @@
 A checkpoint directory holds `config.json` and `model.safetensors` (written by transformers'
 `save_pretrained`), `jamtui.json` (written last, so its presence marks a complete checkpoint) and
 optionally `README.md`, the model card. Loading reads JSON and safetensors only, never pickle, so a
-checkpoint shared by a friend cannot run code.
+checkpoint shared by a friend cannot run code. LoRA adapters (styles) are merged into the weights
+as they load (`engine.model.adapters`).
 """
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
+from engine.model.adapters import AdapterWeights, adapter_weights, merge_adapters
 from engine.model.config import ModelConfig
+from engine.model.errors import CheckpointError
 from engine.model.transformer import FastLlama, fast_from_hf
 
 log = logging.getLogger(__name__)
@@ -27,18 +30,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SIDECAR_FILE = "jamtui.json"
 CARD_FILE = "README.md"
-ADAPTER_CONFIG_FILE = "adapter_config.json"
-ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used; the message is one line naming the directory and the problem."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = " ".join(str(problem).split())  # one line, whatever an inner error printed
-        super().__init__(f"checkpoint {self.path}: {self.problem}")
 
 
 @dataclass(frozen=True)
@@ -228,32 +220,26 @@ def _load_weights(path: Path, model) -> None:
         raise CheckpointError(path, f"{WEIGHTS_FILE} is missing {sorted(missing)[0]}")
 
 
-def _merge_adapter(path: Path, model, adapter: Path):
-    for name in (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE):
-        if not (adapter / name).is_file():
-            raise CheckpointError(path, f"adapter {adapter} is missing {name}")
-    try:
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    except (ValueError, KeyError, RuntimeError, OSError) as exc:
-        raise CheckpointError(path, f"adapter {adapter} does not fit: {exc}") from exc
+def _adapters(adapter: str | os.PathLike | None, adapters) -> AdapterWeights:
+    return adapter_weights(([(adapter, 1.0)] if adapter is not None else []) + list(adapters or ()))
 
 
 def load_hf_checkpoint(
     path: str | os.PathLike,
     expected_tokenizer: dict[str, Any] | None = None,
     adapter: str | os.PathLike | None = None,
+    adapters: Sequence[tuple[str | os.PathLike, float]] = (),
 ):
-    """(LlamaForCausalLM in eval mode, CheckpointMeta); a LoRA `adapter` directory is merged in."""
+    """(LlamaForCausalLM in eval mode, CheckpointMeta); LoRA adapters merged in: `adapter` (one
+    directory, weight 1) then `adapters` ((directory, weight 0-2), ...), see `engine.model.adapters`.
+    Raises CheckpointError, or its subclass AdapterError naming the adapter."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     meta = read_meta(path, expected_tokenizer)
     hf_config = LlamaConfig.from_dict(_read_json(meta.path, CONFIG_FILE))
     model = LlamaForCausalLM(hf_config)
     _load_weights(meta.path, model)
-    if adapter is not None:
-        model = _merge_adapter(meta.path, model, Path(adapter))
+    merge_adapters(model, _adapters(adapter, adapters))
     return model.eval(), meta
 
 
@@ -264,13 +250,16 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     warmup: bool = True,
+    adapters: Sequence[tuple[str | os.PathLike, float]] = (),
 ) -> Checkpoint:
-    """The live model of a checkpoint: checked, adapter merged, on `device` (fp32 on CPU, fp16 on CUDA by default), warmed up.
+    """The live model of a checkpoint: checked, adapters merged (`adapter` and `adapters`, as
+    `load_hf_checkpoint`), on `device` (fp32 on CPU, fp16 on CUDA by default), warmed up.
 
     Raises CheckpointError (one line) for missing or unreadable files, weights that do not match
-    their config, and a tokenizer that does not match the model or `expected_tokenizer`.
+    their config, a tokenizer that does not match the model or `expected_tokenizer`, and an
+    adapter that cannot be read or does not fit (AdapterError, naming the adapter).
     """
-    hf_model, meta = load_hf_checkpoint(path, expected_tokenizer, adapter)
+    hf_model, meta = load_hf_checkpoint(path, expected_tokenizer, adapter, adapters)
     device = torch.device(device)
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32

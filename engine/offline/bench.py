@@ -5,12 +5,17 @@ import logging
 import os
 import platform
 import random
+import statistics
+import tempfile
 import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 
 from engine.clock import MonotonicClock
 from engine.midi.memory import MemoryOutputPort
 from engine.midi.scheduler import OutputScheduler
+from engine.model.adapters import write_random_adapter
 
 log = logging.getLogger(__name__)
 MS = 1_000_000
@@ -130,11 +135,46 @@ def bench_scheduler(
     return result
 
 
+def bench_adapter(model_path: Path, *, rank: int = 8, tokens: int = 300, context_tokens: int = 330,
+                  seed: int = 0) -> dict[str, float | int]:
+    """Decode time per token (fp32 CPU, one thread) of the checkpoint at `model_path` with a
+    random rank-`rank` LoRA adapter on every linear merged in, against without: merging changes
+    no shape, so the two should be equal. Rounds alternate so a busy machine slows both alike."""
+    import torch
+
+    from engine.model.bench import time_decodes
+    from engine.model.checkpoint import load_checkpoint, read_meta
+
+    config = read_meta(model_path).config
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with tempfile.TemporaryDirectory(prefix="jamtui-bench-lora-") as tmp:
+            adapter = write_random_adapter(Path(tmp) / f"rank{rank}", config, rank=rank, seed=seed)
+            base = load_checkpoint(model_path).model
+            styled = load_checkpoint(model_path, adapters=[(adapter, 1.0)]).model
+        ids = torch.randint(0, config.vocab_size, (context_tokens,), generator=torch.Generator().manual_seed(seed))
+        base_ms: list[float] = []
+        styled_ms: list[float] = []
+        rounds = 4
+        for _ in range(rounds):
+            base_ms += time_decodes(base, ids, tokens // rounds)
+            styled_ms += time_decodes(styled, ids, tokens // rounds)
+    finally:
+        torch.set_num_threads(threads)
+    base_p50, styled_p50 = statistics.median(base_ms), statistics.median(styled_ms)
+    return {"adapter_rank": rank, "adapter_decode_tokens": len(styled_ms),
+            "decode_ms_p50_no_adapter": round(base_p50, 4), "decode_ms_p50_with_adapter": round(styled_p50, 4),
+            "adapter_decode_ratio": round(styled_p50 / base_p50, 3)}
+
+
 def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None = 1, port=None,
-            model=None, tokenizer=None, preset=None, cues: int = 20) -> dict[str, float | int | str]:
+            model=None, tokenizer=None, preset=None, cues: int = 20,
+            model_path: Path | None = None) -> dict[str, float | int | str]:
     """Every benchmark this build has, in one flat dict. `port`: a real output to send through;
     `model`: the live model for the model rows (context of 10 s of music, 2 s chunks); with
-    `tokenizer` and `preset` too, the live duet rows (`cues` phrase ends; 0 skips them)."""
+    `tokenizer` and `preset` too, the live duet rows (`cues` phrase ends; 0 skips them);
+    `model_path`: its checkpoint, for the rows with and without a rank-8 adapter merged."""
     result = bench_scheduler(n_events, load=load, load_threads=load_threads, port=port)
     if model is not None:
         from engine.model.bench import bench_model
@@ -144,8 +184,12 @@ def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None
         rows = bench_model(model, context_tokens=round(10 * tokens_per_s), chunk_tokens=round(2 * tokens_per_s),
                            tokens_per_s_of_music=tokens_per_s)
         result.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows.items()})
+    if model_path is not None:
+        result.update(bench_adapter(Path(model_path)))
     if model is not None and tokenizer is not None and preset is not None and cues > 0:
         from engine.offline.bench_jam import bench_jam
 
-        result.update(bench_jam(model, tokenizer, preset, cues=cues))
+        # `model` has the preset's styles merged already: the duet plays it as it is.
+        plain = replace(preset, model=replace(preset.model, adapters=()))
+        result.update(bench_jam(model, tokenizer, plain, cues=cues))
     return result

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 from engine.model.cache import ModelCache
 from engine.offline.review import Figures, join_performances, read_performance, self_figures
 from engine.presets.files import load_preset
-from engine.presets.schema import resolve_model_path
+from engine.presets.schema import resolve_adapters, resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def run_trial(trial: Trial, model_path: Path | None = None) -> dict:
     from engine.offline.simulate import simulate  # torch: only in the processes that simulate
 
     preset = load_preset(trial.preset)
-    loaded = _MODELS.get(Path(model_path or resolve_model_path(preset)))
+    loaded = _MODELS.get(Path(model_path or resolve_model_path(preset)), resolve_adapters(preset))  # with its styles
     report = simulate(trial.performer, loaded.model, loaded.tokenizer, preset, trial.out, minutes=trial.minutes, seed=trial.seed)
     return {"performer": str(trial.performer), "preset": preset.name, "mode": report["mode"],
             "stuck_notes": report["stuck_notes"], "response_ms_p99": report["response_ms_p99"],

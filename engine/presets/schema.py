@@ -16,8 +16,10 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine.model.adapters import find_style, style_names
 from engine.model.config import DEFAULT_MODEL_DIR
 from engine.tokens.conditions import GENRES, KEYS
+from engine.user_dirs import styles_dir
 
 
 class Mode(enum.StrEnum):
@@ -73,7 +75,7 @@ def _choice(choices: tuple[str, ...], default: Any = MISSING) -> Any:
 
 @dataclass(frozen=True)
 class AdapterRef:
-    path: str  # a LoRA adapter directory (safetensors), relative to the preset file
+    path: str  # a LoRA adapter directory (safetensors), relative to the preset file, or a style's name
     weight: float = _range(0.0, 2.0, 1.0)
 
 
@@ -272,9 +274,23 @@ def resolve_model_path(preset: Preset) -> Path:
 
 
 def resolve_adapters(preset: Preset) -> list[tuple[Path, float]]:
-    """(adapter directory, weight) for each adapter, in order."""
-    return [(_resolve(preset, a.path, f"model.adapters[{i}].path"), a.weight)
+    """(adapter directory, weight) for each adapter, in order. A `path` is a directory (relative
+    to the preset file) or, a bare name with no directory of that name there, a trained style
+    (`engine.user_dirs.styles_dir()/NAME`)."""
+    return [(_resolve_adapter(preset, a.path, f"model.adapters[{i}].path"), a.weight)
             for i, a in enumerate(preset.model.adapters)]
+
+
+def _resolve_adapter(preset: Preset, raw: str, key: str) -> Path:
+    base = preset.source.parent if preset.source else Path.cwd()
+    if "/" in raw or os.sep in raw or raw.startswith("~") or (base / raw).is_dir():
+        return _resolve(preset, raw, key)
+    style = find_style(raw)
+    if style is None:
+        known = ", ".join(style_names()) or f"none yet in {styles_dir()}"
+        raise PresetError(preset.source or f"preset {preset.name!r}", key,
+                          f"no style or directory named {raw!r} (known styles: {known})")
+    return style
 
 
 def preset_to_dict(preset: Any) -> Any:

@@ -187,7 +187,7 @@ def _save(model, optimizer, state: LoopState, ckpt_dir: Path) -> None:
     from safetensors.torch import save_file
 
     model_tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+    opt_tensors, opt_meta = flatten_optimizer(optimizer)
     tmp = ckpt_dir / ".tmp"
     tmp.mkdir(exist_ok=True)
     # Tied embeddings share storage; safetensors wants each tensor once.
@@ -206,13 +206,14 @@ def _resume(model, optimizer, ckpt_dir: Path) -> LoopState | None:
         return None
     saved = json.loads(state_path.read_text())
     model.load_state_dict(load_file(ckpt_dir / "model.safetensors", device=str(next(model.parameters()).device)))
-    _restore_optimizer(optimizer, load_file(ckpt_dir / "optimizer.safetensors"), saved["optimizer"])
+    restore_optimizer(optimizer, load_file(ckpt_dir / "optimizer.safetensors"), saved["optimizer"])
     state = LoopState(**saved["loop"])
     log.info("resumed from step %d (best val %.4f at %d)", state.step, state.best_val_loss, state.best_step)
     return state
 
 
-def _flatten_optimizer(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def flatten_optimizer(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """The optimizer's state as safetensors-ready tensors (by parameter index) and JSON for its scalars."""
     tensors, meta = {}, {"steps": {}}
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for i, param in enumerate(params):
@@ -224,7 +225,8 @@ def _flatten_optimizer(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def _restore_optimizer(optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def restore_optimizer(optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Put back what `flatten_optimizer` took out (same parameters, same order)."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for i, param in enumerate(params):
         st = {}

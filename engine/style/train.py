@@ -1,0 +1,563 @@
+"""Fine-tuning a style: `StyleRun` trains LoRA (or QLoRA) adapters of the base model on a pianist's
+MIDI files, with replay of the base against forgetting, early stop on their validation files,
+resumable checkpoints, and DDP across processes when started by torchrun.
+
+A run lives in `OUT/run/` (the last checkpoint, the best adapter, the replay samples); the
+finished style is `OUT/` itself: the best adapter, `card.json`, `README.md` and, if asked,
+`merged/` (the base with the style merged in, a standalone checkpoint).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch.nn.parallel import DistributedDataParallel
+
+from engine.midi.midifile import MidiFileError
+from engine.model.adapters import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
+from engine.model.checkpoint import load_checkpoint, load_hf_checkpoint, read_meta, save_checkpoint
+from engine.model.config import DEFAULT_MODEL_DIR
+from engine.model.sampling import Sampling, generate
+from engine.style.card import CARD_FILE, base_fingerprint, write_card
+from engine.style.lora import (LoraSettings, Method, TrainError, add_lora, base_model, check_device,
+                               load_adapter_weights, save_adapter, trainable_parameters)
+from engine.tokens.tokenizer import JamTokenizer
+from engine.training.bits_per_second import music_fit
+from engine.training.data import ExampleConfig, piece_examples
+from engine.training.loop import (LoopConfig, LoopState, device_name, evaluate, flatten_optimizer, lm_loss, lr_at,
+                                  restore_optimizer)
+from engine.training.pretrain import load_examples
+from engine.training.progress import Progress
+
+log = logging.getLogger(__name__)
+
+# scripts/build-corpus writes it, replayed when it is there; its token windows are cached where
+# scripts/pretrain caches them, in the folder beside it ("pretrain").
+BASE_CORPUS_DIR = Path(__file__).resolve().parents[2] / "data" / "corpus"
+RUN_DIR, CKPT_DIR, BEST_DIR, MERGED_DIR = "run", "ckpt", "best", "merged"
+STEP_CAP = 1_000_000  # max_steps when only a time limit ends the run
+
+
+DEFAULT_LORA = LoraSettings()
+# The same windows as pre-training, more augmented passes: a pianist's corpus is small.
+STYLE_EXAMPLES = ExampleConfig(copies=8)
+# A small learning rate and no weight decay: the adapters nudge the base, they do not replace it.
+STYLE_LOOP = LoopConfig(max_steps=1000, batch_size=8, lr=3e-4, min_lr=3e-5, warmup_steps=20, weight_decay=0.0,
+                        eval_every=50, eval_batches=16, patience=4)
+
+
+class StyleExistsError(TrainError):
+    """The style (or an unfinished run of it with other settings) is there and would be overwritten."""
+
+
+@dataclass(frozen=True)
+class StyleConfig:
+    """Everything a style run is trained with; defaults < CLI flags."""
+
+    method: Method = Method.LORA
+    lora: LoraSettings = DEFAULT_LORA
+    examples: ExampleConfig = STYLE_EXAMPLES
+    loop: LoopConfig = STYLE_LOOP
+    replay_share: float = 0.25  # of each batch's rows, from the base corpus or the base model's own samples
+    replay_samples: int = 64  # pieces the base model writes when its corpus is not built
+    genre: str = "unknown"  # the genre condition of the training windows
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.replay_share < 1.0:
+            raise TrainError(f"replay share must be in [0, 1), got {self.replay_share}")
+        if self.loop.batch_size <= 0 or self.loop.max_steps <= 0:
+            raise TrainError("batch size and steps must be positive")
+        if self.loop.max_minutes is not None and self.loop.max_minutes <= 0:
+            raise TrainError(f"minutes must be positive, got {self.loop.max_minutes}")
+        if self.replay_samples <= 0:
+            raise TrainError(f"replay samples must be positive, got {self.replay_samples}")
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same run (a checkpoint resumes only into its own): everything but
+        how long it goes on and where it computes."""
+        data = json.loads(json.dumps(asdict(self), default=str))
+        for key in ("max_steps", "max_minutes", "device", "threads", "reset_patience"):
+            data["loop"].pop(key)
+        return data
+
+
+@dataclass(frozen=True)
+class StyleResult:
+    style_dir: Path
+    card: dict[str, Any]  # what card.json says (empty on the processes of rank > 0)
+    steps: int
+    stopped_because: str
+    style_rows: int  # rows of the pianist's windows trained on, over every run of this style
+    replay_rows: int  # rows replayed from the base
+    rank: int = 0  # of this process under torchrun: only rank 0 wrote files
+
+    @property
+    def merged_dir(self) -> Path | None:
+        return self.style_dir / MERGED_DIR if self.card.get("merged") else None
+
+
+class Batches:
+    """The rows of each step's batch: `replay_rows` replayed from the base, the rest the pianist's.
+    A step's batch depends only on (seed, step), so a resumed run and every process of a
+    distributed run draw the same global batch; each process trains on its own rows of it."""
+
+    def __init__(self, train_x: np.ndarray, replay_x: np.ndarray | None, batch_size: int, replay_share: float,
+                 seed: int) -> None:
+        self.train_x, self.replay_x, self.seed = train_x, replay_x, seed
+        self.replay_rows = round(replay_share * batch_size) if replay_x is not None and len(replay_x) else 0
+        self.style_rows = batch_size - self.replay_rows
+        if self.style_rows <= 0:
+            raise TrainError(f"batch size {batch_size} leaves no row for the corpus after replay")
+
+    def at(self, step: int) -> np.ndarray:
+        """(batch_size, L + 1) uint16: the replayed rows first."""
+        rng = np.random.default_rng([self.seed, step])
+        style = self.train_x[rng.integers(0, len(self.train_x), self.style_rows)]
+        if not self.replay_rows:
+            return style
+        replay = self.replay_x[rng.integers(0, len(self.replay_x), self.replay_rows)]
+        return np.concatenate([replay, style])
+
+
+class _Group:
+    """This process's place in a torchrun group (or alone): rank, world size, and the few
+    collectives the run needs. Only rank 0 writes files and prints."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank, self.local_rank, self.owned = 0, int(os.environ.get("LOCAL_RANK", "0")), False
+        self.device = torch.device("cpu")
+
+    def start(self, device: str) -> torch.device:
+        if self.world > 1:
+            if not dist.is_available():
+                raise TrainError(f"WORLD_SIZE is {self.world} but this torch has no torch.distributed")
+            self.device = check_device(device, self.local_rank)
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+                self.owned = True
+            self.rank, self.world = dist.get_rank(), dist.get_world_size()
+            log.info("process %d of %d on %s", self.rank, self.world, self.device)
+        else:
+            self.device = check_device(device)
+        return self.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, *values: float) -> list[float]:
+        if self.world == 1:
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def any(self, flag: bool) -> bool:
+        return self.sum(float(flag))[0] > 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owned:
+            dist.destroy_process_group()
+            self.owned = False
+
+
+class StyleRun:
+    """One style's training, from MIDI files to a style directory. `run()` does it all (call it
+    once, on the thread that trains); `stop()`, from any thread, ends it at the next step with a
+    checkpoint and the best adapter so far saved as the style.
+
+    `on_step(fields)` gets each step's line (`step`, `loss`, `val_loss` (None between
+    evaluations), `tokens_per_s`, `eta_s`) on every process; with `json_lines` rank 0 also
+    prints it to stdout, else draws a bar on stderr.
+    """
+
+    def __init__(self, train_files: Sequence[Path], val_files: Sequence[Path], out_dir: Path,
+                 config: StyleConfig | None = None, *, base: Path = DEFAULT_MODEL_DIR,
+                 corpus: dict[str, Any] | None = None, resume: bool = False, force: bool = False,
+                 merge: bool = False, json_lines: bool = False, base_corpus: Path | None = None,
+                 on_step: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.train_files = [Path(p) for p in train_files]
+        self.val_files = [Path(p) for p in val_files]
+        self.out_dir, self.config, self.base = Path(out_dir), config or StyleConfig(), Path(base)
+        self.corpus = dict(corpus or {})
+        self.resume, self.force, self.merge, self.json_lines = resume, force, merge, json_lines
+        self.base_corpus = Path(base_corpus) if base_corpus is not None else BASE_CORPUS_DIR
+        self.on_step = on_step
+        self.run_dir = self.out_dir / RUN_DIR
+        self._stop = threading.Event()
+        self._group = _Group()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> StyleResult:
+        cfg = self.config
+        if not self.train_files:
+            raise TrainError("no training files: a style needs at least one file to learn from")
+        if not self.val_files:
+            raise TrainError("no validation file: a style needs at least 2 files, one held out for early stopping")
+        if cfg.loop.threads:
+            torch.set_num_threads(cfg.loop.threads)
+        device = self._group.start(cfg.loop.device)
+        try:
+            return self._run(device)
+        finally:
+            self._group.close()
+
+    def _run(self, device: torch.device) -> StyleResult:
+        cfg, group = self.config, self._group
+        if cfg.loop.batch_size < group.world:
+            raise TrainError(f"batch size {cfg.loop.batch_size} cannot be shared by {group.world} processes")
+        if cfg.method is Method.QLORA and device.type == "cpu":
+            log.warning("QLoRA on the CPU: its 4-bit base saves memory, not time; plain LoRA (--method lora) "
+                        "is faster here and trains against the exact base")
+        meta = read_meta(self.base)
+        if cfg.examples.seq_len >= meta.config.max_len:
+            raise TrainError(f"sequence length {cfg.examples.seq_len} does not fit the base's context "
+                             f"({meta.config.max_len} tokens)")
+        tokenizer = JamTokenizer.from_dict(meta.tokenizer)
+        identity = {"config": cfg.identity(), "base": base_fingerprint(self.base),
+                    "train_files": [p.name for p in self.train_files], "val_files": [p.name for p in self.val_files]}
+        saved = self._plan(identity)  # raises on every process alike, before anything is written
+        group.barrier()
+        if group.main:
+            self._prepare_dirs(saved is not None)
+        group.barrier()
+
+        train_x, _ = _windows(self.train_files, tokenizer, cfg, train=True)
+        val_x, _ = _windows(self.val_files, tokenizer, cfg, train=False)
+        if cfg.loop.eval_batches:
+            val_x = val_x[: cfg.loop.eval_batches * cfg.loop.batch_size]
+        replay_x, replay_source = self._replay(tokenizer, device) if cfg.replay_share > 0 else (None, "nothing")
+        batches = Batches(train_x, replay_x, cfg.loop.batch_size, cfg.replay_share, cfg.loop.seed)
+        log.info("style %s: %d training windows, %d validation windows, %d of %d rows per batch replayed from %s",
+                 self.out_dir.name, len(train_x), len(val_x), batches.replay_rows, cfg.loop.batch_size, replay_source)
+
+        model, _ = base_model(self.base, cfg.method, device)
+        model = add_lora(model, cfg.lora, seed=cfg.loop.seed)
+        params = trainable_parameters(model)
+        optimizer = torch.optim.AdamW(params, lr=cfg.loop.lr, betas=(0.9, 0.999), weight_decay=cfg.loop.weight_decay)
+        state, rows = LoopState(history=[], runs=[]), {"style": 0, "replay": 0}
+        if saved is not None:
+            load_adapter_weights(model, Path(saved["dir"]))
+            restore_optimizer(optimizer, load_file(str(Path(saved["dir"]) / "optimizer.safetensors")),
+                              saved["optimizer"])
+            state, rows = LoopState(**saved["loop"]), saved["rows"]
+            log.info("resumed style %s at step %d (best val %.4f at %d)", self.out_dir.name, state.step,
+                     state.best_val_loss, state.best_step)
+        trained = model
+        if group.world > 1:
+            trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                              broadcast_buffers=False)
+        self._loop(model, trained, optimizer, params, state, rows, batches, val_x, tokenizer.pad_id, identity)
+        card = self._finish(tokenizer, state, rows, replay_source, device) if group.main else {}
+        group.barrier()
+        return StyleResult(self.out_dir, card, state.step, state.stopped_because or "", rows["style"],
+                           rows["replay"], group.rank)
+
+    def _plan(self, identity: dict[str, Any]) -> dict[str, Any] | None:
+        """The saved checkpoint to resume from (None: a new run); raises when the style is there
+        and neither `resume` nor `force` says what to do with it."""
+        name, out = self.out_dir.name, self.out_dir
+        if self.force:
+            return None
+        saved = _read_checkpoint(self.run_dir)
+        finished = (out / CARD_FILE).is_file() or (out / ADAPTER_WEIGHTS_FILE).is_file()
+        if finished and not self.resume:
+            raise StyleExistsError(f"style {name} already exists in {out} (--resume trains it on, --force replaces it)")
+        if saved is not None and saved["identity"] != identity:
+            differ = ", ".join(_differences(saved["identity"], identity))
+            raise StyleExistsError(f"style {name} has a run in {out} with other settings ({differ}); "
+                                   "--force starts over")
+        if saved is None and (self.resume or finished):
+            raise TrainError(f"nothing to resume: style {name} has no training checkpoint in {self.run_dir}")
+        return saved
+
+    def _prepare_dirs(self, resuming: bool) -> None:
+        if self.force and self.out_dir.exists():
+            log.warning("replacing style %s in %s", self.out_dir.name, self.out_dir)
+            shutil.rmtree(self.out_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not resuming:
+            for name in (CKPT_DIR, ".ckpt-old", BEST_DIR):
+                shutil.rmtree(self.run_dir / name, ignore_errors=True)
+
+    def _replay(self, tokenizer: JamTokenizer, device: torch.device) -> tuple[np.ndarray, str]:
+        """Rows replayed against forgetting: the base's pre-training windows when its corpus is
+        built, else pieces the base model writes from its own conditions (made once, cached)."""
+        cfg, group = self.config, self._group
+        if (self.base_corpus / "manifest.json").is_file():
+            ecfg = ExampleConfig(seq_len=cfg.examples.seq_len, seed=cfg.loop.seed)
+            for turn in ("first", "rest"):  # rank 0 builds the cache, then the others read it
+                if group.main == (turn == "first"):
+                    arrays = load_examples(self.base_corpus, self.base_corpus.parent / "pretrain", tokenizer, ecfg,
+                                           json_lines=self.json_lines, jobs=2)
+                group.barrier()
+            return arrays[0], f"the base corpus ({self.base_corpus})"
+        path = self.run_dir / (f"replay-{tokenizer.fingerprint}-{base_fingerprint(self.base)}"
+                               f"-n{cfg.replay_samples}-L{cfg.examples.seq_len}-s{cfg.loop.seed}.npy")
+        if group.main and not path.is_file():
+            rows = base_samples(self.base, tokenizer, cfg.replay_samples, cfg.examples.seq_len, cfg.loop.seed, device)
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, rows, allow_pickle=False)
+            os.replace(tmp, path)
+        group.barrier()
+        return np.load(path, allow_pickle=False), "pieces the base model wrote"
+
+    def _loop(self, model, trained, optimizer, params, state: LoopState, rows: dict[str, int], batches: Batches,
+              val_x: np.ndarray, pad_id: int, identity: dict[str, Any]) -> None:
+        loop, group = self.config.loop, self._group
+        if state.stopped_because == "early stop" or state.step >= loop.max_steps:
+            log.info("style %s finished training at step %d (%s)", self.out_dir.name, state.step, state.stopped_because)
+            return
+        if state.step == 0:  # the base itself (the adapters start at zero): the mark to beat
+            state.best_val_loss = self._validate(model, val_x, pad_id)
+            state.history.append({"step": 0, "val_loss": state.best_val_loss})
+            if group.main:
+                save_adapter(model, self.run_dir / BEST_DIR, self.base)
+            self._report({"step": 0, "loss": None, "val_loss": state.best_val_loss, "tokens_per_s": None,
+                          "eta_s": None}, None)
+        state.stopped_because = None
+        run = {"device": device_name(str(group.device)), "processes": group.world, "from_step": state.step,
+               "to_step": state.step, "seconds": 0.0}
+        state.runs = (state.runs or []) + [run]
+        only_time = loop.max_steps >= STEP_CAP
+        progress = (Progress(None if only_time else loop.max_steps, "train", json_lines=self.json_lines,
+                             initial=state.step) if group.main else None)
+        started, run_tokens, run_steps = time.monotonic(), 0, 0
+        model.train()
+        try:
+            while state.step < loop.max_steps:
+                batch = batches.at(state.step)
+                mine = batch[group.rank::group.world]
+                longest = int((mine != pad_id).sum(axis=1).max())  # rows are right-padded: skip the pad columns
+                mine = torch.from_numpy(mine[:, :longest].astype(np.int64))
+                batch_tokens = int((batch[:, 1:] != pad_id).sum())
+                for group_ in optimizer.param_groups:
+                    group_["lr"] = lr_at(state.step, loop)
+                torch.manual_seed(loop.seed * 1_000_003 + state.step)  # dropout: the same on a resumed run
+                loss, count = lm_loss(trained, mine, pad_id)
+                # Each process's summed NLL over the whole batch's targets: DDP's mean of the
+                # gradients is then the gradient of the batch's mean loss, as in one process.
+                scaled = torch.nan_to_num(loss) * (count * group.world / max(1, batch_tokens))
+                optimizer.zero_grad(set_to_none=True)
+                scaled.backward()
+                torch.nn.utils.clip_grad_norm_(params, loop.grad_clip)
+                optimizer.step()
+                state.step += 1
+                state.tokens_seen += batch_tokens
+                rows["style"] += batches.style_rows
+                rows["replay"] += batches.replay_rows
+                run_tokens += batch_tokens
+                run_steps += 1
+                train_loss = group.sum(float(torch.nan_to_num(loss.detach())) * count)[0] / max(1, batch_tokens)
+                elapsed_s = time.monotonic() - started
+                out_of_time = loop.max_minutes is not None and elapsed_s / 60 >= loop.max_minutes
+                stopping = group.any(out_of_time or self._stop.is_set())
+                val = None
+                if stopping or state.step % loop.eval_every == 0 or state.step == loop.max_steps:
+                    val = self._validate(model, val_x, pad_id)
+                    if val < state.best_val_loss - 1e-4:
+                        state.best_val_loss, state.best_step, state.evals_since_best = val, state.step, 0
+                        if group.main:
+                            save_adapter(model, self.run_dir / BEST_DIR, self.base)
+                    else:
+                        state.evals_since_best += 1
+                    state.history.append({"step": state.step, "train_loss": train_loss, "val_loss": val})
+                    if state.evals_since_best >= loop.patience:
+                        state.stopped_because = "early stop"
+                    elif stopping:
+                        state.stopped_because = "time limit" if out_of_time else "stopped"
+                    elif state.step >= loop.max_steps:
+                        state.stopped_because = "max steps"
+                    state.elapsed_s += elapsed_s - run["seconds"]
+                    run["seconds"], run["to_step"] = round(elapsed_s, 2), state.step
+                    if group.main:
+                        self._checkpoint(model, optimizer, state, rows, identity)
+                per_step_s = elapsed_s / run_steps
+                eta_s = (loop.max_steps - state.step) * per_step_s if not only_time else math.inf
+                if loop.max_minutes is not None:
+                    eta_s = min(eta_s, max(0.0, loop.max_minutes * 60 - elapsed_s))
+                self._report({"step": state.step, "loss": round(train_loss, 5),
+                              "val_loss": None if val is None else round(val, 5),
+                              "tokens_per_s": round(run_tokens / elapsed_s, 1), "eta_s": round(eta_s, 1),
+                              "lr": lr_at(state.step, loop)}, progress)
+                if state.stopped_because:
+                    break
+        finally:
+            if progress is not None:
+                progress.close()
+
+    def _validate(self, model, val_x: np.ndarray, pad_id: int) -> float:
+        """Mean NLL per target token (nats) on the validation windows, each process scoring its share."""
+        shard = val_x[self._group.rank::self._group.world]
+        count = int((shard[:, 1:] != pad_id).sum())
+        mean = evaluate(model, shard, pad_id, self.config.loop.batch_size) if count else 0.0
+        total_nll, total = self._group.sum(mean * count, count)
+        return total_nll / max(1.0, total)
+
+    def _report(self, line: dict[str, Any], progress: Progress | None) -> None:
+        if self.on_step is not None:
+            self.on_step(dict(line))
+        if not self._group.main:
+            return
+        if progress is None:  # the evaluation before the first step
+            if self.json_lines:
+                print(json.dumps({"event": "train", **line}), flush=True)
+            else:
+                log.info("validation loss of the base: %.4f", line["val_loss"])
+            return
+        if not self.json_lines:
+            fields = {k: v for k, v in line.items()
+                      if k in ("loss", "tokens_per_s") or (k == "val_loss" and v is not None)}
+            progress.update(1, **fields)
+            return
+        step = line.pop("step")
+        progress.update(step - progress.done, **{k: (None if v == math.inf else v) for k, v in line.items()})
+
+    def _checkpoint(self, model, optimizer, state: LoopState, rows: dict[str, int], identity: dict[str, Any]) -> None:
+        """The adapter, the optimizer and the state, swapped in whole (a crash leaves the previous one)."""
+        tmp, final, old = self.run_dir / ".ckpt-tmp", self.run_dir / CKPT_DIR, self.run_dir / ".ckpt-old"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_adapter(model, tmp, self.base)
+        tensors, opt_meta = flatten_optimizer(optimizer)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({"identity": identity, "loop": asdict(state), "rows": rows,
+                                                    "optimizer": opt_meta}))
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _finish(self, tokenizer: JamTokenizer, state: LoopState, rows: dict[str, int], replay_source: str,
+                device: torch.device) -> dict[str, Any]:
+        """The best adapter becomes the style; measured against the base on the validation files."""
+        cfg, out = self.config, self.out_dir
+        for name in (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE):
+            shutil.copyfile(self.run_dir / BEST_DIR / name, out / (name + ".tmp"))
+            os.replace(out / (name + ".tmp"), out / name)
+        if state.best_step == 0:
+            log.warning("style %s: no evaluation beat the base; the style is the base unchanged", out.name)
+        base_hf, _ = load_hf_checkpoint(self.base)
+        style_hf, _ = load_hf_checkpoint(self.base, adapter=out)
+        fits = {which: music_fit(hf.to(device), tokenizer, self.val_files, batch_size=cfg.loop.batch_size)
+                for which, hf in (("base", base_hf), ("style", style_hf))}
+        figures = {which: {"nll_per_token": fit.nll_per_token, "bits_per_s": fit.bits_per_s}
+                   for which, fit in fits.items()}
+        if self.merge:
+            save_checkpoint(out / MERGED_DIR, style_hf.to("cpu"), tokenizer.to_dict(),
+                            model_card=f"# {out.name}\n\njamtui's base model with the style {out.name} merged in.\n")
+        corpus = {k: v for k, v in self.corpus.items() if k not in ("files", "path")}
+        card = {
+            "style": out.name,
+            "method": cfg.method.value,
+            "corpus": {**corpus, "train_files": [p.name for p in self.train_files],
+                       "val_files": [p.name for p in self.val_files]},
+            "settings": json.loads(json.dumps(asdict(cfg), default=str)),
+            "base_model": {"path": str(self.base), "fingerprint": base_fingerprint(self.base),
+                           "tokenizer": tokenizer.fingerprint},
+            "run": {"steps": state.step, "best_step": state.best_step, "stopped_because": state.stopped_because,
+                    "minutes": round(state.elapsed_s / 60, 2), "seconds": round(state.elapsed_s, 1),
+                    "device": (state.runs or [{}])[-1].get("device"), "runs": state.runs,
+                    "tokens_seen": state.tokens_seen, "history": state.history},
+            "replay": {"share": cfg.replay_share, "source": replay_source, "rows": rows["replay"],
+                       "style_rows": rows["style"]},
+            "validation": {"files": len(self.val_files), "windows": fits["base"].windows,
+                           "music_s": fits["base"].music_s,
+                           "loss_before": state.history[0]["val_loss"] if state.history else None,
+                           "loss_best": state.best_val_loss, **figures},
+            "adapter_bytes": (out / ADAPTER_WEIGHTS_FILE).stat().st_size,
+            "merged": self.merge,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        write_card(out, card)
+        log.info("style %s saved in %s: bits/s %s -> %s", out.name, out, figures["base"]["bits_per_s"],
+                 figures["style"]["bits_per_s"])
+        return card
+
+
+def _windows(files: Sequence[Path], tokenizer: JamTokenizer, cfg: StyleConfig, *,
+             train: bool) -> tuple[np.ndarray, float]:
+    """(windows (N, seq_len + 1) uint16 padded, seconds of music) of the pianist's files, as in pre-training."""
+    ecfg = cfg.examples
+    rows: list[list[int]] = []
+    seconds = 0.0
+    for i, path in enumerate(files):
+        entry = {"id": path.stem, "source": "performance", "tags": {"genre": cfg.genre}}
+        try:
+            examples, secs = piece_examples(path, entry, tokenizer, ecfg, train=train, seed=ecfg.seed * 1_000_003 + i)
+        except (MidiFileError, OSError) as exc:
+            raise TrainError(f"{'training' if train else 'validation'} file {path}: {exc}") from exc
+        rows += examples
+        seconds += secs
+    if not rows:
+        raise TrainError(f"no {'training' if train else 'validation'} windows in {len(files)} file(s): each needs "
+                         f"at least 4 notes in {ecfg.window_s:g} s")
+    array = np.full((len(rows), ecfg.seq_len + 1), tokenizer.pad_id, dtype=np.uint16)
+    for i, ids in enumerate(rows):
+        array[i, : len(ids)] = ids
+    return array, seconds
+
+
+def base_samples(base: Path, tokenizer: JamTokenizer, n: int, seq_len: int, seed: int,
+                 device: torch.device | str = "cpu") -> np.ndarray:
+    """(n, seq_len + 1) uint16: pieces the base model writes after BOS, choosing its own
+    conditions, sampled from its plain distribution (what replay keeps it close to)."""
+    model = load_checkpoint(base, expected_tokenizer=tokenizer.to_dict(), device=device, warmup=False).model
+    allowed = torch.ones(tokenizer.vocab_size, dtype=torch.bool)
+    allowed[[tokenizer.pad_id, tokenizer.bos_id]] = False
+    generator = torch.Generator().manual_seed(seed)
+    rows = np.full((n, seq_len + 1), tokenizer.pad_id, dtype=np.uint16)
+    started = time.monotonic()
+    for i in range(n):
+        ids = generate(model, model.new_cache(seq_len + 1), [tokenizer.bos_id], seq_len, Sampling(temperature=1.0),
+                       allowed=allowed, generator=generator, stop=lambda out: out[-1] == tokenizer.eos_id,
+                       feed_last=False)
+        rows[i, : 1 + len(ids)] = [tokenizer.bos_id, *ids]
+    log.info("the base model wrote %d replay pieces of up to %d tokens in %.1f s", n, seq_len,
+             time.monotonic() - started)
+    return rows
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ ("config.loop.lr")."""
+    out = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def _read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """The run's last checkpoint (its state, and its folder as "dir"), or None."""
+    for where in (run_dir / CKPT_DIR, run_dir / ".ckpt-old"):  # .ckpt-old: a crash in the middle of the swap
+        if (where / "state.json").is_file() and (where / ADAPTER_WEIGHTS_FILE).is_file():
+            return {**json.loads((where / "state.json").read_text()), "dir": str(where)}
+    return None

@@ -1,0 +1,128 @@
+"""The `jamtui train` command: a style (LoRA or QLoRA adapters of the model) from a corpus of your
+playing; `jamtui.cli` registers it, `engine.style.train.StyleRun` does the work."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from jamtui.errors import UserError
+
+_STYLE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def add_parsers(sub) -> None:
+    """Add the `train` subcommand to the `jamtui` subparsers `sub`."""
+    train = sub.add_parser("train", help="learn a style from a corpus of your playing (LoRA or QLoRA)",
+                           description="Fine-tune the model on a corpus (`jamtui corpus add`) into a style "
+                                       "you can jam with (`jamtui jam --style NAME`). Ctrl-C stops; the same "
+                                       "command resumes from the last checkpoint. Runs under torchrun too.")
+    train.add_argument("--corpus", required=True, metavar="NAME", help="the corpus to learn from")
+    train.add_argument("--name", required=True, metavar="STYLE", help="the style to write (letters, digits, -_.)")
+    train.add_argument("--method", choices=("lora", "qlora"), default="lora",
+                       help="lora (fp32 base; fastest on a CPU) or qlora (4-bit base; saves GPU memory)")
+    train.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
+    train.add_argument("--alpha", type=float, help="LoRA alpha (default: 2 x rank)")
+    train.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default 3e-4)")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--minutes", type=float, help="train for this long (early stop may end it sooner)")
+    length.add_argument("--steps", type=int, help="train for at most this many steps (default 1000)")
+    train.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
+    train.add_argument("--batch", type=int, default=8, help="windows per step (default 8)")
+    train.add_argument("--seq-len", type=int, default=512, help="tokens per window (default 512)")
+    train.add_argument("--replay", type=float, default=0.25, metavar="SHARE",
+                       help="share of each batch replayed from the base, against forgetting (default 0.25)")
+    train.add_argument("--transpose", type=int, default=5, metavar="SEMITONES",
+                       help="augmentation: transpose up to this far either way (default 5)")
+    train.add_argument("--stretch", type=float, default=0.1,
+                       help="augmentation: tempo stretch up to this fraction either way (default 0.1)")
+    train.add_argument("--copies", type=int, default=8, help="augmented passes over the training files (default 8)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int,
+                       help="torch CPU threads (default: torch's choice; 1 is often faster on a busy machine)")
+    train.add_argument("--model", type=Path, help="the base checkpoint (default: the shipped model)")
+    train.add_argument("--merge", action="store_true",
+                       help="also write the base with the style merged in (STYLE/merged, a standalone checkpoint)")
+    train.add_argument("--resume", action="store_true", help="train an existing style further")
+    train.add_argument("--force", action="store_true", help="replace an existing style of that name")
+    train.add_argument("--json", action="store_true", help="one JSON line per step on stdout, and one with the result")
+
+
+def _check(args) -> None:
+    if not _STYLE_NAME.fullmatch(args.name):
+        raise UserError(f"--name: {args.name!r} cannot name a style: use letters, digits, '-', '_' and '.', "
+                        "not starting with '.'")
+    for flag, value, ok, what in (("--rank", args.rank, args.rank > 0, "a positive whole number"),
+                                  ("--lr", args.lr, args.lr > 0, "positive"),
+                                  ("--batch", args.batch, args.batch > 0, "a positive whole number"),
+                                  ("--seq-len", args.seq_len, args.seq_len > 1, "at least 2"),
+                                  ("--copies", args.copies, args.copies > 0, "a positive whole number"),
+                                  ("--transpose", args.transpose, 0 <= args.transpose <= 12, "0 to 12 semitones"),
+                                  ("--stretch", args.stretch, 0 <= args.stretch < 1, "at least 0 and below 1"),
+                                  ("--replay", args.replay, 0 <= args.replay < 1, "at least 0 and below 1")):
+        if not ok:
+            raise UserError(f"{flag} must be {what}, got {value}")
+    for flag, value in (("--minutes", args.minutes), ("--steps", args.steps), ("--alpha", args.alpha),
+                        ("--threads", args.threads)):
+        if value is not None and not value > 0:
+            raise UserError(f"{flag} must be positive, got {value}")
+    if args.resume and args.force:
+        raise UserError("--resume and --force contradict each other: one trains the style on, the other replaces it")
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from engine.model.config import DEFAULT_MODEL_DIR
+    from engine.style.corpus import CorpusError, open_corpus
+    from engine.style.lora import LoraSettings, Method, TrainError
+    from engine.style.train import STEP_CAP, StyleConfig, StyleRun
+    from engine.user_dirs import styles_dir
+
+    _check(args)
+    try:
+        corpus = open_corpus(args.corpus)
+        train_files, val_files, summary = corpus.files("train"), corpus.files("val"), corpus.summary()
+    except CorpusError as exc:
+        raise UserError(str(exc)) from exc
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    defaults = StyleConfig()
+    try:
+        config = StyleConfig(
+            method=Method(args.method),
+            lora=LoraSettings(rank=args.rank, alpha=args.alpha or 2.0 * args.rank),
+            examples=replace(defaults.examples, seq_len=args.seq_len, copies=args.copies, max_transpose=args.transpose,
+                             stretch_range=(1 - args.stretch, 1 + args.stretch), seed=args.seed),
+            loop=replace(defaults.loop, lr=args.lr, min_lr=args.lr / 10, batch_size=args.batch, seed=args.seed,
+                         max_steps=args.steps or (STEP_CAP if args.minutes else defaults.loop.max_steps),
+                         max_minutes=args.minutes, device=device, threads=args.threads),
+            replay_share=args.replay,
+        )
+        run = StyleRun(train_files, val_files, styles_dir() / args.name, config, base=args.model or DEFAULT_MODEL_DIR,
+                       corpus=summary, resume=args.resume, force=args.force, merge=args.merge, json_lines=args.json)
+        result = run.run()
+    except TrainError as exc:
+        raise UserError(str(exc)) from exc
+    except KeyboardInterrupt:
+        print(f"jamtui train: interrupted; the same command resumes style {args.name} from its last checkpoint",
+              file=sys.stderr)
+        return 130
+    if result.rank != 0:  # under torchrun, rank 0 speaks for the run
+        return 0
+    fit = result.card["validation"]
+    done = {"event": "train-done", "style": args.name, "path": str(result.style_dir), "steps": result.steps,
+            "stopped_because": result.stopped_because, "loss_before": fit["loss_before"], "loss_best": fit["loss_best"],
+            "base_bits_per_s": fit["base"]["bits_per_s"], "style_bits_per_s": fit["style"]["bits_per_s"],
+            "minutes": result.card["run"]["minutes"], "replay_rows": result.replay_rows,
+            "style_rows": result.style_rows,
+            "merged": str(result.merged_dir) if result.merged_dir else None}
+    if args.json:
+        print(json.dumps(done), flush=True)
+    else:
+        print(f"jamtui train: style {args.name} in {result.style_dir}: {result.steps} steps "
+              f"({result.stopped_because}), "
+              f"validation bits/s {done['base_bits_per_s']} -> {done['style_bits_per_s']}; "
+              f"play it with: jamtui jam --style {args.name}")
+    return 0

@@ -1,0 +1,364 @@
+"""Style training (`engine.style.train`, `jamtui train`): LoRA and QLoRA on a tiny base, on a
+repetitive corpus made in code, with replay, resume, JSON lines and the style directory."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import torch
+
+from engine.style.lora import LoraSettings, Method, TrainError
+from engine.style.train import Batches, StyleConfig, StyleExistsError, StyleRun
+from engine.training.data import ExampleConfig
+from engine.training.loop import LoopConfig
+
+STEP_KEYS = {"step", "loss", "val_loss", "tokens_per_s", "eta_s"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """A tiny random base with the real tokenizer; 64 wide, as bitsandbytes' CPU 4-bit kernels need
+    rows of at least one 64-weight block."""
+    from engine.model.checkpoint import new_hf_model, save_checkpoint
+    from engine.model.config import ModelConfig
+    from engine.tokens.tokenizer import JamTokenizer
+
+    tokenizer = JamTokenizer()
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=64, n_head=2, n_kv_head=2,
+                         intermediate_size=128, max_len=128)
+    path = tmp_path_factory.mktemp("base")
+    save_checkpoint(path, new_hf_model(config, seed=0), tokenizer.to_dict())
+    return path
+
+
+def write_riff(path: Path, shift: int, seconds: float = 24.0) -> Path:
+    """An arpeggio C-E-G-C (moved by `shift` semitones) in sixteenths at 120 BPM: a corpus a model
+    learns in a few steps."""
+    midi = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=500_000))
+    for i in range(int(seconds / 0.25)):
+        pitch = (60, 64, 67, 72)[i % 4] + shift
+        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
+        track.append(mido.Message("note_off", note=pitch, velocity=0, time=240))
+    midi.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def riffs(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("riffs")
+    return [write_riff(folder / f"riff{i}.mid", shift=i) for i in range(5)]
+
+
+def tiny_config(**loop) -> StyleConfig:
+    return StyleConfig(lora=LoraSettings(rank=4, alpha=8, dropout=0.0),
+                       examples=ExampleConfig(seq_len=64, window_s=4.0, stride_s=2.0, copies=2),
+                       loop=replace(LoopConfig(max_steps=20, batch_size=4, lr=1e-2, min_lr=1e-3, warmup_steps=2,
+                                               weight_decay=0.0, eval_every=5, eval_batches=4, patience=10), **loop),
+                       replay_share=0.25, replay_samples=3)
+
+
+def start(riffs, out: Path, base: Path, config: StyleConfig | None = None, **kwargs) -> StyleRun:
+    kwargs.setdefault("base_corpus", out.parent / "no-corpus")
+    return StyleRun(riffs[:4], riffs[4:], out, config or tiny_config(), base=base, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, riffs, base):
+    """One finished LoRA style, trained with --json and --merge; (result, stdout lines, on_step lines)."""
+    out = tmp_path_factory.mktemp("styles") / "riffs"
+    seen = []
+    capture = _Stdout()
+    with capture:
+        result = start(riffs, out, base, json_lines=True, merge=True, corpus={"name": "mine", "hours": 0.03},
+                       on_step=seen.append).run()
+    return result, capture.lines, seen
+
+
+class _Stdout:
+    """Collect what is printed to stdout (a module fixture cannot use capsys)."""
+
+    def __enter__(self):
+        import io
+
+        self._saved, sys.stdout = sys.stdout, io.StringIO()
+        return self
+
+    def __exit__(self, *exc):
+        self.lines = sys.stdout.getvalue().splitlines()
+        sys.stdout = self._saved
+
+
+def assert_every_adapter_learned(tensors: dict[str, torch.Tensor], n_layer: int) -> None:
+    """Each projection's B started at zero: a B still zero got no gradient through the layers above."""
+    b = {k: v for k, v in tensors.items() if ".lora_B." in k}
+    assert len(b) == 7 * n_layer
+    still_zero = sorted(k for k, v in b.items() if not v.abs().max() > 0)
+    assert still_zero == []
+
+
+def logits_of(model, ids: list[int]) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids])).logits[0]
+
+
+def test_lora_lowers_validation_loss_and_writes_a_style(trained, base, riffs):
+    result, _lines, _seen = trained
+    card = result.card
+    assert result.steps == 20 and result.stopped_because == "max steps"
+    fit = card["validation"]
+    assert fit["loss_best"] < fit["loss_before"] - 0.1  # the riff is easy: the loss must fall
+    assert fit["style"]["bits_per_s"] < fit["base"]["bits_per_s"] * 0.98
+    assert fit["style"]["nll_per_token"] < fit["base"]["nll_per_token"]
+
+    files = sorted(p.name for p in result.style_dir.iterdir())
+    assert {"adapter_config.json", "adapter_model.safetensors", "card.json", "README.md", "merged"} <= set(files)
+    assert not [name for name in files if name.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
+    config = json.loads((result.style_dir / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == 4 and set(config["target_modules"]) == {
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(result.style_dir / "adapter_model.safetensors"))
+    assert tensors and all(".lora_A." in k or ".lora_B." in k for k in tensors)
+    assert_every_adapter_learned(tensors, n_layer=2)
+    assert (result.style_dir / "adapter_model.safetensors").stat().st_size < 5 * 2**20
+
+    saved = json.loads((result.style_dir / "card.json").read_text())
+    assert saved == json.loads(json.dumps(card))
+    assert saved["corpus"]["name"] == "mine" and saved["corpus"]["train_files"] == [p.name for p in riffs[:4]]
+    assert saved["method"] == "lora" and saved["run"]["steps"] == 20 and saved["run"]["device"]
+    assert len(saved["base_model"]["fingerprint"]) == 16 and saved["settings"]["lora"]["rank"] == 4
+    assert "riffs" in (result.style_dir / "README.md").read_text()
+
+
+def test_the_adapter_merges_into_the_base_and_plays(trained, base):
+    from engine.model.checkpoint import load_hf_checkpoint
+    from engine.model.load import load_model
+    from engine.model.sampling import Sampling, generate
+
+    result, _, _ = trained
+    plain, _ = load_hf_checkpoint(base)
+    styled, _ = load_hf_checkpoint(base, adapter=result.style_dir)
+    ids = [1, 200, 300, 250, 210, 100]
+    assert not torch.allclose(logits_of(plain, ids), logits_of(styled, ids), atol=1e-3)
+    merged, tokenizer = load_model(result.merged_dir)  # the standalone checkpoint of --merge
+    merged_hf, _ = load_hf_checkpoint(result.merged_dir)
+    assert torch.allclose(logits_of(merged_hf, ids), logits_of(styled, ids), atol=1e-5)
+    out = generate(merged, merged.new_cache(64), [tokenizer.bos_id], 16, Sampling(temperature=1.0),
+                   generator=torch.Generator().manual_seed(0))
+    assert len(out) == 16
+
+
+def test_json_lines_have_the_step_fields(trained):
+    _result, lines, seen = trained
+    parsed = [json.loads(line) for line in lines]
+    steps = [p for p in parsed if p.get("event") == "train"]
+    assert [p["step"] for p in steps] == list(range(21))
+    for line in steps:
+        assert STEP_KEYS <= set(line)
+    assert [p["step"] for p in steps if p["val_loss"] is not None] == [0, 5, 10, 15, 20]
+    assert all(p["tokens_per_s"] > 0 and p["eta_s"] >= 0 and math.isfinite(p["loss"]) for p in steps[1:])
+    assert steps[-1]["eta_s"] == 0
+    assert [s["step"] for s in seen] == list(range(21)) and all(STEP_KEYS <= set(s) for s in seen)
+
+
+def test_replay_share_is_honoured(trained):
+    style = np.full((10, 9), 5, dtype=np.uint16)
+    replay = np.full((6, 9), 7, dtype=np.uint16)
+    batches = Batches(style, replay, batch_size=8, replay_share=0.25, seed=0)
+    for step in range(20):
+        batch = batches.at(step)
+        assert batch.shape == (8, 9)
+        assert (batch[:, 0] == 7).sum() == 2 and (batch[:, 0] == 5).sum() == 6
+    assert (Batches(style, replay, 8, 0.5, 0).at(3)[:, 0] == 7).sum() == 4
+    assert (Batches(style, None, 8, 0.5, 0).at(3)[:, 0] == 7).sum() == 0  # nothing to replay
+    assert (batches.at(4) == batches.at(4)).all()  # a step's batch depends on the step only
+    result, _, _ = trained
+    assert result.replay_rows == 20 * 1 and result.style_rows == 20 * 3  # round(0.25 * 4) of 4 rows
+    assert result.card["replay"]["source"] == "pieces the base model wrote"
+    cached = list((result.style_dir / "run").glob("replay-*.npy"))
+    assert len(cached) == 1 and np.load(cached[0]).shape == (3, 65)
+
+
+def test_replay_from_the_base_corpus_when_it_is_built(tmp_path, riffs, base):
+    corpus = tmp_path / "data" / "corpus"
+    (corpus / "train").mkdir(parents=True)
+    pieces = []
+    for i, riff in enumerate(riffs[:2]):
+        (corpus / "train" / riff.name).write_bytes(riff.read_bytes())
+        pieces.append({"id": f"t/{i}", "split": "train", "source": "hannds", "path": f"train/{riff.name}", "tags": {}})
+    (corpus / "manifest.json").write_text(json.dumps({"pieces": pieces, "sources": {}}))
+    result = start(riffs, tmp_path / "style", base, tiny_config(max_steps=2, eval_every=2), base_corpus=corpus).run()
+    assert result.card["replay"]["source"].startswith("the base corpus") and result.replay_rows == 2
+    assert list((tmp_path / "data" / "pretrain").glob("examples-*/train.npy"))  # pre-training's cache, beside it
+
+
+def test_resume_after_an_interruption_continues_from_the_checkpoint(tmp_path, riffs, base):
+    config = tiny_config(max_steps=8, eval_every=3)
+    whole = start(riffs, tmp_path / "whole", base, config).run()
+
+    def interrupt(line):
+        if line["step"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        start(riffs, tmp_path / "cut", base, config, on_step=interrupt).run()
+    state = json.loads((tmp_path / "cut" / "run" / "ckpt" / "state.json").read_text())
+    assert state["loop"]["step"] == 3  # the last evaluation's checkpoint
+    seen = []
+    resumed = start(riffs, tmp_path / "cut", base, config, on_step=seen.append).run()  # same settings: resumes
+    assert [s["step"] for s in seen] == [4, 5, 6, 7, 8]
+    assert resumed.steps == 8 and resumed.style_rows == whole.style_rows
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "whole" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    runs = resumed.card["run"]["runs"]
+    assert [(r["from_step"], r["to_step"]) for r in runs] == [(0, 3), (3, 8)]
+
+
+def test_stop_ends_the_run_with_a_style(tmp_path, riffs, base):
+    runs = []
+
+    def stop_at_3(line):
+        if line["step"] == 3:
+            runs[0].stop()  # as the console would, from another thread
+
+    runs.append(start(riffs, tmp_path / "s", base, tiny_config(max_steps=20, eval_every=10), on_step=stop_at_3))
+    result = runs[0].run()
+    assert result.steps == 4 and result.stopped_because == "stopped"  # seen after step 3, ends after step 4
+    assert [h["step"] for h in result.card["run"]["history"]] == [0, 4]
+    assert (tmp_path / "s" / "card.json").is_file()
+
+
+def test_an_existing_style_is_not_overwritten(trained, riffs, base):
+    result, _, _ = trained
+    before = (result.style_dir / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(StyleExistsError, match="already exists") as caught:
+        start(riffs, result.style_dir, base).run()
+    assert "\n" not in str(caught.value) and "riffs" in str(caught.value)
+    with pytest.raises(StyleExistsError, match=r"other settings \(config\.loop\.lr\)"):
+        start(riffs, result.style_dir, base, tiny_config(lr=5e-3), resume=True).run()
+    assert (result.style_dir / "adapter_model.safetensors").read_bytes() == before
+
+
+def test_force_replaces_a_style_and_resume_needs_a_checkpoint(tmp_path, riffs, base):
+    out = tmp_path / "s"
+    with pytest.raises(TrainError, match="nothing to resume"):
+        start(riffs, out, base, tiny_config(max_steps=2), resume=True).run()
+    first = start(riffs, out, base, tiny_config(max_steps=2, eval_every=2)).run()
+    again = start(riffs, out, base, tiny_config(max_steps=4, eval_every=2, lr=5e-3), force=True).run()
+    assert first.steps == 2 and again.steps == 4 and again.card["settings"]["loop"]["lr"] == 5e-3
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"val_files": []}, "no validation file"),
+    ({"train_files": []}, "no training files"),
+    ({"device": "tpu"}, "unknown device 'tpu'"),
+    ({"device": "cuda"}, "CUDA is not available"),
+])
+def test_errors_are_one_line(tmp_path, riffs, base, change, message):
+    if change.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    files = {"train_files": riffs[:4], "val_files": riffs[4:]}
+    files.update({k: v for k, v in change.items() if k in files})
+    config = tiny_config(device=change.get("device", "cpu"))
+    with pytest.raises(TrainError, match=message) as caught:
+        StyleRun(files["train_files"], files["val_files"], tmp_path / "s", config, base=base).run()
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "s").exists()
+
+
+def test_qlora_without_bitsandbytes_is_one_line(tmp_path, riffs, base, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
+    config = replace(tiny_config(max_steps=1), method=Method.QLORA, replay_share=0.0)
+    with pytest.raises(TrainError, match="QLoRA needs bitsandbytes") as caught:
+        start(riffs, tmp_path / "s", base, config).run()
+    assert "\n" not in str(caught.value)
+
+
+def test_qlora_on_the_cpu_trains_and_its_adapter_merges(tmp_path, riffs, base, caplog, trained):
+    pytest.importorskip("bitsandbytes")
+    from engine.model.checkpoint import load_checkpoint, load_hf_checkpoint
+
+    config = replace(tiny_config(max_steps=4, eval_every=2), method=Method.QLORA)
+    with caplog.at_level("WARNING", logger="engine.style.train"):
+        result = start(riffs, tmp_path / "q", base, config).run()
+    assert [r.message for r in caplog.records if "plain LoRA" in r.message and "faster" in r.message]
+    assert result.steps == 4 and result.card["method"] == "qlora"
+    from safetensors.torch import load_file
+
+    assert_every_adapter_learned(load_file(str(result.style_dir / "adapter_model.safetensors")), n_layer=2)
+    fit = result.card["validation"]
+    assert fit["loss_best"] < fit["loss_before"]  # 4-bit base, adapters learning
+    fp32_before = trained[0].card["validation"]["loss_before"]  # the same validation windows, fp32 base
+    assert 1e-5 < abs(fit["loss_before"] - fp32_before) < 0.05  # the base really was quantized to nf4
+    plain, _ = load_hf_checkpoint(base)
+    styled, _ = load_hf_checkpoint(base, adapter=result.style_dir)  # merged into the fp32 base
+    ids = [1, 200, 300, 250]
+    assert not torch.allclose(logits_of(plain, ids), logits_of(styled, ids), atol=1e-3)
+    live = load_checkpoint(base, adapter=result.style_dir).model
+    assert torch.isfinite(live.forward_full(ids)).all()
+
+
+def test_qlora_base_keeps_its_gradients_after_an_evaluation(base):
+    pytest.importorskip("bitsandbytes")
+    from engine.style.lora import add_lora, base_model
+    from engine.training.loop import evaluate, lm_loss
+
+    model, _ = base_model(base, Method.QLORA, torch.device("cpu"))
+    model = add_lora(model, LoraSettings(rank=4, dropout=0.0))
+    ids = torch.randint(4, 300, (2, 33), generator=torch.Generator().manual_seed(0))
+    evaluate(model, ids.numpy().astype(np.uint16), pad_id=0, batch_size=2)  # a validation pass, in eval mode
+    loss, _ = lm_loss(model, ids, pad_id=0)
+    loss.backward()
+    no_grad = sorted(n for n, p in model.named_parameters() if ".lora_B." in n and not p.grad.abs().max() > 0)
+    assert no_grad == []  # every projection's adapter gets a gradient through the 4-bit layers above it
+
+
+def test_the_train_command(tmp_path, riffs, base, monkeypatch, capsys):
+    pytest.importorskip("engine.style.corpus")
+    from engine.style.corpus import add_files
+    from engine.user_dirs import styles_dir
+    from jamtui.cli import main
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setattr("engine.style.train.BASE_CORPUS_DIR", tmp_path / "no-corpus")  # replay the base's samples
+    add_files("mine", riffs)
+    argv = ["train", "--corpus", "mine", "--name", "riffs", "--steps", "3", "--model", str(base), "--seq-len", "64",
+            "--batch", "4", "--copies", "1", "--rank", "2", "--device", "cpu", "--json"]
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["step"] for line in lines if line.get("event") == "train"] == [0, 1, 2, 3]
+    done = lines[-1]
+    assert done["event"] == "train-done" and done["steps"] == 3 and done["path"] == str(styles_dir() / "riffs")
+    assert (styles_dir() / "riffs" / "adapter_model.safetensors").is_file()
+    card = json.loads((styles_dir() / "riffs" / "card.json").read_text())
+    assert card["corpus"]["name"] == "mine" and card["corpus"]["hours"] > 0
+
+    assert main(argv) == 2  # never overwritten silently
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists" in err[0] and "--force" in err[0]
+    assert main(["train", "--corpus", "nobody", "--name", "x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nobody" in err[0]
+    assert main(argv[:-3] + ["--device", "tpu"]) == 2
+    assert "unknown device 'tpu'" in capsys.readouterr().err
