@@ -11,6 +11,7 @@ from engine.clock import MonotonicClock
 from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT, open_ports
 from engine.presets.files import load_preset
 from engine.presets.schema import Preset
+from jamtui import offline_commands
 from jamtui.bridge import (
     ClockFactory,
     EngineBridge,
@@ -72,13 +73,15 @@ class JamApp(App):
 
 def run_console(args) -> int:
     """`jamtui` and `jamtui jam` without --headless: the console until it quits. From `jamtui jam`
-    it starts at once on --in/--out with --preset (recording with --record, quitting after --seconds)."""
+    it starts at once on --in/--out with --preset and its --style (recording with --record, quitting
+    after --seconds)."""
     jam = args.command == "jam"
     if jam and args.seconds is not None and args.seconds <= 0:
         from jamtui.errors import UserError
 
         raise UserError(f"--seconds must be positive, got {args.seconds}")
-    preset = load_preset(args.preset if jam else "default")  # a bad preset is one line, before the screen
+    # A bad preset is one line, before the screen; --style replaces the preset's adapters, as headless.
+    preset = offline_commands.with_styles(load_preset(args.preset if jam else "default"), args.style if jam else None)
     app = JamApp(api=args.api, preset=preset, input_spec=args.in_port if jam else None,
                  output_spec=args.out_port if jam else None, autostart=jam, record=jam and args.record is not None,
                  recordings_dir=args.record if jam else None, quit_after_s=args.seconds if jam else None)

@@ -290,8 +290,6 @@ def _start_recorder(directory: Path, clock, meta: dict):
 
 
 def cmd_jam(args) -> int:
-    if not args.headless and args.style is not None:
-        raise UserError("--style needs --headless for now: in the console, choose a preset that names the style")
     if not args.headless:
         return cmd_app(args)  # before the engine's imports: the console loads torch in a worker
     from engine.duet.jam import Jam

@@ -168,13 +168,77 @@ def bench_adapter(model_path: Path, *, rank: int = 8, tokens: int = 300, context
             "adapter_decode_ratio": round(styled_p50 / base_p50, 3)}
 
 
+def bench_lora_train(model_path: Path, *, rank: int = 8, seq_len: int = 512, batch_size: int = 8, steps: int = 3,
+                     device: str = "cpu", threads: int = 1, seed: int = 0) -> float:
+    """Training tokens per second of LoRA (rank `rank`, the style run's optimizer and loss) on the
+    checkpoint at `model_path`: `steps` timed steps of `batch_size` random windows of `seq_len`
+    tokens, after one untimed warm-up step. On the CPU with `threads` torch threads (1, as the
+    decode rows: the figure then compares across machines and does not fight the load)."""
+    import torch
+
+    from engine.model.checkpoint import read_meta
+    from engine.style.lora import LoraSettings, Method, add_lora, base_model, trainable_parameters
+    from engine.tokens.tokenizer import JamTokenizer
+    from engine.training.loop import lm_loss
+
+    meta = read_meta(model_path)
+    pad_id = JamTokenizer.from_dict(meta.tokenizer).pad_id
+    torch_device = torch.device(device)
+    sync = torch.cuda.synchronize if torch_device.type == "cuda" else (lambda: None)
+    saved_threads = torch.get_num_threads()
+    if torch_device.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        model, _ = base_model(model_path, Method.LORA, torch_device)
+        model = add_lora(model, LoraSettings(rank=rank, alpha=2.0 * rank), seed=seed)
+        params = trainable_parameters(model)
+        optimizer = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.0)
+        generator = torch.Generator().manual_seed(seed)
+        # Random ids, pad excluded: every position is a target, as in a full window.
+        shape = (steps + 1, batch_size, seq_len + 1)
+        windows = torch.randint(0, meta.config.vocab_size - 1, shape, generator=generator)
+        windows[windows >= pad_id] += 1
+        model.train()
+        started = 0.0
+        for step in range(steps + 1):
+            if step == 1:  # the first step allocates and warms the kernels: not timed
+                sync()
+                started = time.perf_counter()
+            loss, _count = lm_loss(model, windows[step], pad_id)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+        sync()
+        elapsed_s = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(saved_threads)
+    return steps * batch_size * seq_len / elapsed_s
+
+
+def bench_training(model_path: Path) -> dict[str, float | int | str]:
+    """The LoRA training rows: on the CPU, and on CUDA when there is a GPU."""
+    import torch
+
+    rank, seq_len, batch_size = 8, 512, 8
+    result: dict[str, float | int | str] = {
+        "lora_train": f"rank {rank}, {batch_size} x {seq_len} tokens a step, CPU on 1 thread",
+        "lora_train_tokens_per_s": round(bench_lora_train(model_path, rank=rank, seq_len=seq_len,
+                                                          batch_size=batch_size), 1)}
+    if torch.cuda.is_available():
+        result["lora_train_tokens_per_s_cuda"] = round(bench_lora_train(
+            model_path, rank=rank, seq_len=seq_len, batch_size=batch_size, steps=10, device="cuda"), 1)
+    return result
+
+
 def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None = 1, port=None,
             model=None, tokenizer=None, preset=None, cues: int = 20,
             model_path: Path | None = None) -> dict[str, float | int | str]:
     """Every benchmark this build has, in one flat dict. `port`: a real output to send through;
     `model`: the live model for the model rows (context of 10 s of music, 2 s chunks); with
     `tokenizer` and `preset` too, the live duet rows (`cues` phrase ends; 0 skips them);
-    `model_path`: its checkpoint, for the rows with and without a rank-8 adapter merged."""
+    `model_path`: its checkpoint, for the rows with and without a rank-8 adapter merged and the
+    LoRA training rows."""
     result = bench_scheduler(n_events, load=load, load_threads=load_threads, port=port)
     if model is not None:
         from engine.model.bench import bench_model
@@ -192,4 +256,6 @@ def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None
         # `model` has the preset's styles merged already: the duet plays it as it is.
         plain = replace(preset, model=replace(preset.model, adapters=()))
         result.update(bench_jam(model, tokenizer, plain, cues=cues))
+    if model_path is not None:  # last: training's allocations must not disturb the live rows above
+        result.update(bench_training(Path(model_path)))
     return result

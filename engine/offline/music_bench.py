@@ -41,8 +41,9 @@ def run_trial(trial: Trial, model_path: Path | None = None) -> dict:
     preset = load_preset(trial.preset)
     loaded = _MODELS.get(Path(model_path or resolve_model_path(preset)), resolve_adapters(preset))  # with its styles
     report = simulate(trial.performer, loaded.model, loaded.tokenizer, preset, trial.out, minutes=trial.minutes, seed=trial.seed)
+    report["model"] = loaded.label  # what was played: `model_path` may stand in for the preset's
     return {"performer": str(trial.performer), "preset": preset.name, "mode": report["mode"],
-            "stuck_notes": report["stuck_notes"], "response_ms_p99": report["response_ms_p99"],
+            "model": report["model"], "stuck_notes": report["stuck_notes"], "response_ms_p99": report["response_ms_p99"],
             "wall_s": report["wall_s"], "music": report["music"]}
 
 

@@ -15,7 +15,9 @@ from engine.events import Kind
 from engine.midi.memory import MemoryOutputPort
 from engine.midi.file_input import FilePlayerPort
 from engine.midi.recorder import SessionRecorder
+from engine.duet.jam import model_key
 from engine.duet.session import Session
+from engine.model.cache import LoadedModel, describe_device
 from engine.offline.review import read_duet, review
 
 
@@ -33,7 +35,11 @@ def stuck_notes(port: MemoryOutputPort) -> int:
 
 def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: float | None = None,
              seed: int = 0, step_s: float = 0.01) -> dict:
-    """Run the duet and write it to `out` (two tracks: performer, ai); returns the report."""
+    """Run the duet and write it to `out` (two tracks: performer, ai); returns the report. The report's
+    `model` and `adapters` name what `preset` plays (its checkpoint and styles, `--style` applied),
+    which `model` is expected to have been loaded from."""
+    path, adapters = model_key(preset)
+    played = LoadedModel(path, model, tokenizer, 0.0, describe_device(model), adapters)
     clock = FakeClock()
     player = FilePlayerPort.from_file(performer, clock, loop=minutes is not None)
     sink = MemoryOutputPort(clock, name="simulated synth")
@@ -65,6 +71,8 @@ def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: f
     return {
         "performer": str(performer),
         "preset": preset.name,
+        "model": played.label,
+        "adapters": [{"path": str(adapter), "weight": weight} for adapter, weight in played.adapters],
         "mode": metrics.mode,
         "music_s": round(length_s, 3),
         "wall_s": round(wall_s, 3),

@@ -16,6 +16,9 @@ from engine.model.adapters import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, TAR
 from engine.model.checkpoint import load_hf_checkpoint, read_meta
 
 log = logging.getLogger(__name__)
+# peft imports bitsandbytes when it is installed; on a CPU it logs, at every start, that an optional
+# faster 4-bit kernel package is missing: nothing a user of plain LoRA (or of QLoRA) can act on.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 class TrainError(Exception):
     """A style cannot be trained as asked; `str()` is one line naming the thing (a file list, the

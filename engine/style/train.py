@@ -1,6 +1,7 @@
 """Fine-tuning a style: `StyleRun` trains LoRA (or QLoRA) adapters of the base model on a pianist's
-MIDI files, with replay of the base against forgetting, early stop on their validation files,
-resumable checkpoints, and DDP across processes when started by torchrun.
+MIDI files, with replay of the base against forgetting (engine.style.replay), early stop on their
+validation files, resumable checkpoints, and DDP across processes when started by torchrun
+(engine.style.distributed).
 
 A run lives in `OUT/run/` (the last checkpoint, the best adapter, the replay samples); the
 finished style is `OUT/` itself: the best adapter, `card.json`, `README.md` and, if asked,
@@ -23,31 +24,26 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.midi.midifile import MidiFileError
 from engine.model.adapters import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
-from engine.model.checkpoint import load_checkpoint, load_hf_checkpoint, read_meta, save_checkpoint
+from engine.model.checkpoint import load_hf_checkpoint, read_meta, save_checkpoint
 from engine.model.config import DEFAULT_MODEL_DIR
-from engine.model.sampling import Sampling, generate
 from engine.style.card import CARD_FILE, base_fingerprint, write_card
-from engine.style.lora import (LoraSettings, Method, TrainError, add_lora, base_model, check_device,
-                               load_adapter_weights, save_adapter, trainable_parameters)
+from engine.style.distributed import ProcessGroup
+from engine.style.lora import (LoraSettings, Method, TrainError, add_lora, base_model, load_adapter_weights,
+                               save_adapter, trainable_parameters)
+from engine.style.replay import BASE_CORPUS_DIR, Batches, replay_rows, style_windows
 from engine.tokens.tokenizer import JamTokenizer
 from engine.training.bits_per_second import music_fit
-from engine.training.data import ExampleConfig, piece_examples
+from engine.training.data import ExampleConfig
 from engine.training.loop import (LoopConfig, LoopState, device_name, evaluate, flatten_optimizer, lm_loss, lr_at,
                                   restore_optimizer)
-from engine.training.pretrain import load_examples
 from engine.training.progress import Progress
 
 log = logging.getLogger(__name__)
 
-# scripts/build-corpus writes it, replayed when it is there; its token windows are cached where
-# scripts/pretrain caches them, in the folder beside it ("pretrain").
-BASE_CORPUS_DIR = Path(__file__).resolve().parents[2] / "data" / "corpus"
 RUN_DIR, CKPT_DIR, BEST_DIR, MERGED_DIR = "run", "ckpt", "best", "merged"
 STEP_CAP = 1_000_000  # max_steps when only a time limit ends the run
 
@@ -110,78 +106,6 @@ class StyleResult:
         return self.style_dir / MERGED_DIR if self.card.get("merged") else None
 
 
-class Batches:
-    """The rows of each step's batch: `replay_rows` replayed from the base, the rest the pianist's.
-    A step's batch depends only on (seed, step), so a resumed run and every process of a
-    distributed run draw the same global batch; each process trains on its own rows of it."""
-
-    def __init__(self, train_x: np.ndarray, replay_x: np.ndarray | None, batch_size: int, replay_share: float,
-                 seed: int) -> None:
-        self.train_x, self.replay_x, self.seed = train_x, replay_x, seed
-        self.replay_rows = round(replay_share * batch_size) if replay_x is not None and len(replay_x) else 0
-        self.style_rows = batch_size - self.replay_rows
-        if self.style_rows <= 0:
-            raise TrainError(f"batch size {batch_size} leaves no row for the corpus after replay")
-
-    def at(self, step: int) -> np.ndarray:
-        """(batch_size, L + 1) uint16: the replayed rows first."""
-        rng = np.random.default_rng([self.seed, step])
-        style = self.train_x[rng.integers(0, len(self.train_x), self.style_rows)]
-        if not self.replay_rows:
-            return style
-        replay = self.replay_x[rng.integers(0, len(self.replay_x), self.replay_rows)]
-        return np.concatenate([replay, style])
-
-
-class _Group:
-    """This process's place in a torchrun group (or alone): rank, world size, and the few
-    collectives the run needs. Only rank 0 writes files and prints."""
-
-    def __init__(self) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank, self.local_rank, self.owned = 0, int(os.environ.get("LOCAL_RANK", "0")), False
-        self.device = torch.device("cpu")
-
-    def start(self, device: str) -> torch.device:
-        if self.world > 1:
-            if not dist.is_available():
-                raise TrainError(f"WORLD_SIZE is {self.world} but this torch has no torch.distributed")
-            self.device = check_device(device, self.local_rank)
-            if self.device.type == "cuda":
-                torch.cuda.set_device(self.device)
-            if not dist.is_initialized():
-                dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
-                self.owned = True
-            self.rank, self.world = dist.get_rank(), dist.get_world_size()
-            log.info("process %d of %d on %s", self.rank, self.world, self.device)
-        else:
-            self.device = check_device(device)
-        return self.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, *values: float) -> list[float]:
-        if self.world == 1:
-            return list(values)
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return tensor.tolist()
-
-    def any(self, flag: bool) -> bool:
-        return self.sum(float(flag))[0] > 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.owned:
-            dist.destroy_process_group()
-            self.owned = False
-
-
 class StyleRun:
     """One style's training, from MIDI files to a style directory. `run()` does it all (call it
     once, on the thread that trains); `stop()`, from any thread, ends it at the next step with a
@@ -206,7 +130,7 @@ class StyleRun:
         self.on_step = on_step
         self.run_dir = self.out_dir / RUN_DIR
         self._stop = threading.Event()
-        self._group = _Group()
+        self._group = ProcessGroup()
 
     def stop(self) -> None:
         self._stop.set()
@@ -247,11 +171,16 @@ class StyleRun:
             self._prepare_dirs(saved is not None)
         group.barrier()
 
-        train_x, _ = _windows(self.train_files, tokenizer, cfg, train=True)
-        val_x, _ = _windows(self.val_files, tokenizer, cfg, train=False)
+        train_x, _ = style_windows(self.train_files, tokenizer, cfg.examples, cfg.genre, train=True)
+        val_x, _ = style_windows(self.val_files, tokenizer, cfg.examples, cfg.genre, train=False)
         if cfg.loop.eval_batches:
             val_x = val_x[: cfg.loop.eval_batches * cfg.loop.batch_size]
-        replay_x, replay_source = self._replay(tokenizer, device) if cfg.replay_share > 0 else (None, "nothing")
+        replay_x, replay_source = None, "nothing"
+        if cfg.replay_share > 0:
+            replay_x, replay_source = replay_rows(self.base, self.base_corpus, self.run_dir, tokenizer,
+                                                  seq_len=cfg.examples.seq_len, samples=cfg.replay_samples,
+                                                  seed=cfg.loop.seed, group=group, device=device,
+                                                  json_lines=self.json_lines)
         batches = Batches(train_x, replay_x, cfg.loop.batch_size, cfg.replay_share, cfg.loop.seed)
         log.info("style %s: %d training windows, %d validation windows, %d of %d rows per batch replayed from %s",
                  self.out_dir.name, len(train_x), len(val_x), batches.replay_rows, cfg.loop.batch_size, replay_source)
@@ -305,28 +234,6 @@ class StyleRun:
             for name in (CKPT_DIR, ".ckpt-old", BEST_DIR):
                 shutil.rmtree(self.run_dir / name, ignore_errors=True)
 
-    def _replay(self, tokenizer: JamTokenizer, device: torch.device) -> tuple[np.ndarray, str]:
-        """Rows replayed against forgetting: the base's pre-training windows when its corpus is
-        built, else pieces the base model writes from its own conditions (made once, cached)."""
-        cfg, group = self.config, self._group
-        if (self.base_corpus / "manifest.json").is_file():
-            ecfg = ExampleConfig(seq_len=cfg.examples.seq_len, seed=cfg.loop.seed)
-            for turn in ("first", "rest"):  # rank 0 builds the cache, then the others read it
-                if group.main == (turn == "first"):
-                    arrays = load_examples(self.base_corpus, self.base_corpus.parent / "pretrain", tokenizer, ecfg,
-                                           json_lines=self.json_lines, jobs=2)
-                group.barrier()
-            return arrays[0], f"the base corpus ({self.base_corpus})"
-        path = self.run_dir / (f"replay-{tokenizer.fingerprint}-{base_fingerprint(self.base)}"
-                               f"-n{cfg.replay_samples}-L{cfg.examples.seq_len}-s{cfg.loop.seed}.npy")
-        if group.main and not path.is_file():
-            rows = base_samples(self.base, tokenizer, cfg.replay_samples, cfg.examples.seq_len, cfg.loop.seed, device)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, rows, allow_pickle=False)
-            os.replace(tmp, path)
-        group.barrier()
-        return np.load(path, allow_pickle=False), "pieces the base model wrote"
-
     def _loop(self, model, trained, optimizer, params, state: LoopState, rows: dict[str, int], batches: Batches,
               val_x: np.ndarray, pad_id: int, identity: dict[str, Any]) -> None:
         loop, group = self.config.loop, self._group
@@ -352,7 +259,7 @@ class StyleRun:
         try:
             while state.step < loop.max_steps:
                 batch = batches.at(state.step)
-                mine = batch[group.rank::group.world]
+                mine = group.shard(batch)
                 longest = int((mine != pad_id).sum(axis=1).max())  # rows are right-padded: skip the pad columns
                 mine = torch.from_numpy(mine[:, :longest].astype(np.int64))
                 batch_tokens = int((batch[:, 1:] != pad_id).sum())
@@ -413,7 +320,7 @@ class StyleRun:
 
     def _validate(self, model, val_x: np.ndarray, pad_id: int) -> float:
         """Mean NLL per target token (nats) on the validation windows, each process scoring its share."""
-        shard = val_x[self._group.rank::self._group.world]
+        shard = self._group.shard(val_x)
         count = int((shard[:, 1:] != pad_id).sum())
         mean = evaluate(model, shard, pad_id, self.config.loop.batch_size) if count else 0.0
         total_nll, total = self._group.sum(mean * count, count)
@@ -498,49 +405,6 @@ class StyleRun:
         log.info("style %s saved in %s: bits/s %s -> %s", out.name, out, figures["base"]["bits_per_s"],
                  figures["style"]["bits_per_s"])
         return card
-
-
-def _windows(files: Sequence[Path], tokenizer: JamTokenizer, cfg: StyleConfig, *,
-             train: bool) -> tuple[np.ndarray, float]:
-    """(windows (N, seq_len + 1) uint16 padded, seconds of music) of the pianist's files, as in pre-training."""
-    ecfg = cfg.examples
-    rows: list[list[int]] = []
-    seconds = 0.0
-    for i, path in enumerate(files):
-        entry = {"id": path.stem, "source": "performance", "tags": {"genre": cfg.genre}}
-        try:
-            examples, secs = piece_examples(path, entry, tokenizer, ecfg, train=train, seed=ecfg.seed * 1_000_003 + i)
-        except (MidiFileError, OSError) as exc:
-            raise TrainError(f"{'training' if train else 'validation'} file {path}: {exc}") from exc
-        rows += examples
-        seconds += secs
-    if not rows:
-        raise TrainError(f"no {'training' if train else 'validation'} windows in {len(files)} file(s): each needs "
-                         f"at least 4 notes in {ecfg.window_s:g} s")
-    array = np.full((len(rows), ecfg.seq_len + 1), tokenizer.pad_id, dtype=np.uint16)
-    for i, ids in enumerate(rows):
-        array[i, : len(ids)] = ids
-    return array, seconds
-
-
-def base_samples(base: Path, tokenizer: JamTokenizer, n: int, seq_len: int, seed: int,
-                 device: torch.device | str = "cpu") -> np.ndarray:
-    """(n, seq_len + 1) uint16: pieces the base model writes after BOS, choosing its own
-    conditions, sampled from its plain distribution (what replay keeps it close to)."""
-    model = load_checkpoint(base, expected_tokenizer=tokenizer.to_dict(), device=device, warmup=False).model
-    allowed = torch.ones(tokenizer.vocab_size, dtype=torch.bool)
-    allowed[[tokenizer.pad_id, tokenizer.bos_id]] = False
-    generator = torch.Generator().manual_seed(seed)
-    rows = np.full((n, seq_len + 1), tokenizer.pad_id, dtype=np.uint16)
-    started = time.monotonic()
-    for i in range(n):
-        ids = generate(model, model.new_cache(seq_len + 1), [tokenizer.bos_id], seq_len, Sampling(temperature=1.0),
-                       allowed=allowed, generator=generator, stop=lambda out: out[-1] == tokenizer.eos_id,
-                       feed_last=False)
-        rows[i, : 1 + len(ids)] = [tokenizer.bos_id, *ids]
-    log.info("the base model wrote %d replay pieces of up to %d tokens in %.1f s", n, seq_len,
-             time.monotonic() - started)
-    return rows
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -175,11 +175,6 @@ def test_generate_plays_a_style_on_the_shipped_model(data_home, tmp_path):
     assert not (tmp_path / "x.mid").exists()
 
 
-def test_the_console_does_not_take_style_yet(styles, capsys):
-    code, _, err = run_main(capsys, "jam", "--style", "mine")
-    assert_one_line_error(code, err, "--style needs --headless")
-
-
 def test_the_bench_row_for_a_merged_adapter(tiny_checkpoint):
     from engine.offline.bench import bench_adapter
 

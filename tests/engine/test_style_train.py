@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from engine.style.lora import LoraSettings, Method, TrainError
-from engine.style.train import Batches, StyleConfig, StyleExistsError, StyleRun
+from engine.style.replay import Batches
+from engine.style.train import StyleConfig, StyleExistsError, StyleRun
 from engine.training.data import ExampleConfig
 from engine.training.loop import LoopConfig
 
