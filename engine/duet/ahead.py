@@ -9,7 +9,7 @@ from typing import Callable, Iterator, Sequence
 from engine.events import Note
 from engine.duet.guide import Guide
 from engine.duet.performer import MEMORY_S
-from engine.duet.settings import conditions_of, sampling_of
+from engine.duet.settings import conditions_of, prime_of, sampling_of
 from engine.duet.worker import (
     ChunkGenerator, ChunkRequest, ChunkResult, EntryRequest, EntryResult, GenerationWorker, ModelSwapped, NoteResult,
     SwapRequest, SyncRequest,
@@ -82,11 +82,12 @@ class Generation:
         self.set_preset(preset)
 
     def set_preset(self, preset: Preset) -> None:
-        """Sample, condition and look ahead as `preset` says, from the next request on."""
+        """Sample, condition, prime and look ahead as `preset` says, from the next request on."""
         self._context_s = preset.context_s
         self._lookahead_s = preset.lookahead_s
         self._sampling = sampling_of(preset.sampling)
         self._conditions = conditions_of(preset.conditioning)
+        self._prime = prime_of(preset)
 
     # -- the generation thread ---------------------------------------------------------------
 
@@ -192,7 +193,8 @@ class Generation:
     def request(self, now_s: float, chunk_s: float) -> ChunkResult | None:
         """The next chunk, from the cursor, `chunk_s` long. Its result: returned when not live."""
         request = ChunkRequest(self._epoch, self._cursor_s, chunk_s, self._context(now_s, self._cursor_s),
-                               self._context_s, self._conditions, self._sampling, self._enter, self._guide(now_s))
+                               self._context_s, self._conditions, self._sampling, self._enter, self._guide(now_s),
+                               self._prime)
         self._enter = False
         self._in_flight = True
         return self._submit(request)
@@ -201,12 +203,13 @@ class Generation:
         """A chunk from now_s, computed here whatever the cursor (nothing is scheduled or counted)."""
         return self._chunks.run(ChunkRequest(self._epoch, now_s, chunk_s, self._context(now_s, now_s),
                                              self._context_s, self._conditions, self._sampling,
-                                             guide=self._guide(now_s)))
+                                             guide=self._guide(now_s), prime=self._prime))
 
     def sync(self, now_s: float) -> None:
         """Keep the model's context warm: take in what was played since the last chunk."""
         until_s = max(self._cursor_s, now_s)
-        self._submit(SyncRequest(self._context(now_s, until_s), until_s, self._context_s, self._conditions))
+        self._submit(SyncRequest(self._context(now_s, until_s), until_s, self._context_s, self._conditions,
+                                 self._prime))
 
     def swap_model(self, model, label: str, now_s: float) -> ModelSwapped | None:
         """Write with `model` from the next chunk on. The generation thread takes it between two
@@ -215,13 +218,13 @@ class Generation:
         returned when not live."""
         until_s = max(self._cursor_s, now_s)
         return self._submit(SwapRequest(model, label, self._context(now_s, until_s), until_s, self._context_s,
-                                        self._conditions))
+                                        self._conditions, self._prime))
 
     def prepare_entry(self, gen: int, now_s: float) -> EntryResult | None:
         """Sample the first note of an answer entering at now_s (`EntryRequest`). Its result:
         returned when not live."""
         return self._submit(EntryRequest(gen, now_s, self._context(now_s, now_s), self._context_s,
-                                         self._conditions, self._sampling))
+                                         self._conditions, self._sampling, self._prime))
 
     def _context(self, now_s: float, until_s: float) -> tuple[Note, ...]:
         """Both players' notes for the model, from `context_s` before until_s."""

@@ -8,7 +8,15 @@ of tokens when it arrives, not a prefill when the AI's turn comes. `play(...)` m
 and lets the model play until a given time, handing out each note the moment its last token
 is sampled. `rebuild` re-encodes the last `context_s` seconds (one prefill, ~20-30 ms on a
 laptop CPU): at the start, when the cache is nearly full (the window slides) and when the
-preset's conditions change.
+preset's conditions or prime change.
+
+A preset's prime phrases (`engine.duet.prime`) are the AI's notes in a fixed prefix right after
+the conditions: `BOS [conditions] prime... window...`. Their tokens are encoded once per prime, a
+rollback never reaches into them and the window slides behind them, so everything the model writes
+reads them first. They share the trained length with the window (at most a quarter of it): the
+model was trained on 512-token windows and reads worse past them. A rebuild keeps the cached
+tokens that open the new sequence unchanged (BOS, conditions, prime: the same ids at the same
+positions give the same keys and values) and runs only the rest through the model.
 
 Notes are matched by (tick, player, pitch): a velocity or duration that changed after the
 note entered the stream (a held key's real length, the AI's velocity blending) is not
@@ -23,6 +31,7 @@ from typing import Callable, Sequence
 import torch
 
 from engine.duet.guide import Steering
+from engine.duet.prime import prime_ids
 from engine.tokens.conditions import Conditions, fill_conditions
 from engine.events import AI, Note
 from engine.model.sampling import Sampling, generate
@@ -33,6 +42,7 @@ log = logging.getLogger(__name__)
 TRAINED_TOKENS = 512  # the longest sequence the model saw in training: the context stays within it
 REBUILD_TOKENS = 320  # a rebuilt context leaves the rest of that for what is played next
 PLAY_ROOM_TOKENS = 96  # room a chunk needs; with less, the window slides first
+PRIME_SHARE = 4  # the prime phrases take at most 1/PRIME_SHARE of the window's tokens
 MAX_NEW_TOKENS = 512  # a model that never moves time on must still end its chunk
 
 
@@ -60,7 +70,9 @@ class ContextStream:
         self.origin_s = 0.0
         self.rebuilds = 0
         self._given: Conditions | None = None
-        self._header_len = 0
+        self._prime: tuple[Note, ...] = ()
+        self._prime_ids: list[int] = []
+        self._header_len = 0  # BOS, conditions and prime: what a rollback never reaches
         self._entries: list[_Entry] = []
         self._tick = 0  # the stream's clock, in ticks from the origin
         self._pending: list[int] = []  # ids to run through the model before the next sample
@@ -76,12 +88,25 @@ class ContextStream:
     def keys(self) -> list[tuple[int, int, int]]:
         return [e.key for e in self._entries]
 
+    @property
+    def prime_tokens(self) -> int:
+        """Tokens of the prime phrases at the start of the context (0 without a prime)."""
+        return len(self._prime_ids)
+
+    @property
+    def header_tokens(self) -> int:
+        """BOS, conditions and prime: the tokens before the window's first note."""
+        return self._header_len
+
     # -- building and syncing ---------------------------------------------------------------
 
-    def rebuild(self, notes: Sequence[Note], t_s: float, conditions: Conditions | None) -> None:
+    def rebuild(self, notes: Sequence[Note], t_s: float, conditions: Conditions | None,
+                prime: Sequence[Note] = ()) -> None:
         """Start over with the notes of the last `context_s` before `t_s` (one prefill), or
         of a shorter stretch when those take more than REBUILD_TOKENS (a dense passage).
-        `conditions` are the preset's (compared by `sync`); the context fills what they leave open."""
+        `conditions` are the preset's (compared by `sync`); the context fills what they leave open.
+        `prime`: the AI's notes of the preset's prime phrases (`engine.duet.prime.read_prime`)."""
+        prefix = self._prime_prefix(prime)
         budget = min(REBUILD_TOKENS, self.window_tokens - PLAY_ROOM_TOKENS)
         window_s = self.context_s
         while True:
@@ -91,26 +116,29 @@ class ContextStream:
             filled = fill_conditions(conditions, kept, t_s - self.origin_s)
             if filled is not None:
                 header += self.tokenizer.condition_ids(filled)
+            header += prefix
             self._given, self._header_len = conditions, len(header)
             self._entries, self._tick = [], 0
             ids = header + self._encode(kept, len(header))
             if len(ids) <= budget or window_s <= 0.5:
                 break
-            window_s = max(0.5, window_s * 0.95 * budget / len(ids))  # a dense passage: a shorter stretch
-        self.cache.reset()
+            # A dense passage: a shorter stretch (the prime's tokens stay whatever the stretch).
+            window_s = max(0.5, window_s * 0.95 * (budget - len(prefix)) / (len(ids) - len(prefix)))
         self._pending = []
-        self.model.prefill(ids, self.cache)
+        self._prefill(ids)
         self.rebuilds += 1
 
     def sync(self, notes: Sequence[Note], t_s: float, conditions: Conditions | None,
-             context_s: float | None = None) -> int:
+             context_s: float | None = None, prime: Sequence[Note] = ()) -> int:
         """Make the stream hold `notes` (both players, session seconds) from its origin up to
-        `t_s`. Returns the tokens appended. Rebuilds when the conditions changed or room runs
-        out; `context_s` (when given) is the length a rebuild keeps from now on."""
+        `t_s`, after the `prime` notes. Returns the tokens appended. Rebuilds when the conditions
+        or the prime changed or room runs out; `context_s` (when given) is the length a rebuild
+        keeps from now on."""
         if context_s is not None:
             self.context_s = context_s
-        if self.cache.length == 0 or conditions != self._given or t_s - self.origin_s > 3 * self.context_s:
-            self.rebuild(notes, t_s, conditions)
+        if (self.cache.length == 0 or conditions != self._given or tuple(prime) != self._prime
+                or t_s - self.origin_s > 3 * self.context_s):
+            self.rebuild(notes, t_s, conditions, prime)
             return self.length
         wanted = _in_order([n for n in notes if self.origin_s <= n.start_s < t_s], self.origin_s, self.tokenizer)
         keys = [_key(n, self.origin_s, self.tokenizer) for n in wanted]
@@ -124,7 +152,7 @@ class ContextStream:
             self._rollback(same)
         ids = self._encode(rest, self.length)
         if self.length + len(ids) > self.window_tokens - PLAY_ROOM_TOKENS:  # the window slides
-            self.rebuild(notes, t_s, conditions)
+            self.rebuild(notes, t_s, conditions, prime)
             return self.length
         self._pending += ids
         return len(ids)
@@ -194,6 +222,29 @@ class ContextStream:
         return PlayResult(notes, len(new_ids), appended)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _prime_prefix(self, prime: Sequence[Note]) -> list[int]:
+        """The prime's tokens, encoded once per prime."""
+        prime = tuple(prime)
+        if prime != self._prime:
+            self._prime = prime
+            self._prime_ids = prime_ids(prime, self.tokenizer, self.window_tokens // PRIME_SHARE)
+        return self._prime_ids
+
+    def _prefill(self, ids: list[int]) -> None:
+        """The cache holds `ids`. The tokens it already holds at their start stay (causal
+        attention: they have the keys and values a fresh prefill would give them, the prime's
+        among them); only the rest runs through the model."""
+        cache, same = self.cache, 0
+        if cache.start_pos == 0 and cache.length and ids:
+            n = min(cache.length, len(ids) - 1)  # at least one token runs, for the next logits
+            differ = (cache.tokens[:n] != torch.tensor(ids[:n], dtype=cache.tokens.dtype)).nonzero()
+            same = int(differ[0]) if len(differ) else n
+        if same == 0:
+            self.model.prefill(ids, cache)
+            return
+        cache.truncate(same)
+        self.model.extend(ids[same:], cache)
 
     def _encode(self, notes: Sequence[Note], pos: int) -> list[int]:
         """Tokens for `notes` (in order, none before the stream's clock) from position `pos`;

@@ -15,8 +15,9 @@ from engine.duet.guide import KEY_WINDOW_S, Guide, guide_for
 from engine.duet.injection import input_delay_s, interleave
 from engine.duet.performer import PerformerTrack, Took
 from engine.duet.playing import AIPart
+from engine.duet.prime import read_prime
 from engine.duet.report import CueTimer, EventKind, Report, SessionEvent, SessionMetrics
-from engine.duet.settings import injection_in, injection_of
+from engine.duet.settings import injection_in, injection_of, prime_of
 from engine.duet.turns import Turns
 from engine.duet.worker import ChunkResult, EntryResult, ModelSwapped, NoteResult
 from engine.midi.capture import Capture
@@ -58,6 +59,7 @@ class Session:
         self._echo = EchoMeter()
         self._echo_windows = EchoWindows(self._echo)
         self._turns = Turns(self._cues, self._echo, self._report.emit)
+        read_prime(preset)  # a prime phrase that cannot be read stops the start here, in one line
         self._generation = Generation(model, tokenizer, preset, seed=seed, heard=self._heard, guide=self._guide)
         self._ai = AIPart(output_port, self.clock, performer=self.performer, generation=self._generation,
                           turns=self._turns, report=self._report, cues=self._cues, channel=channel,
@@ -155,7 +157,9 @@ class Session:
         self._commands.set_mode(mode)
 
     def set_preset(self, preset: Preset) -> None:
-        """Takes effect once the phrase being played is committed (the AI's turn ends)."""
+        """Takes effect once the phrase being played is committed (the AI's turn ends). Its prime
+        phrases are read here, in the caller's thread, so the control thread finds them read."""
+        prime_of(preset)
         self._commands.set_preset(preset)
 
     def set_model(self, model, label: str) -> None:

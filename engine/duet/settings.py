@@ -1,13 +1,20 @@
-"""What the engine makes of a preset: its sampling, injection settings and model conditions as
-the engine's own types (the preset itself is plain data, `engine.presets.schema`)."""
+"""What the engine makes of a preset: its sampling, injection settings, model conditions and prime
+notes as the engine's own types (the preset itself is plain data, `engine.presets.schema`)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, replace
 
 from engine.duet.injection import InjectionSettings
+from engine.duet.prime import read_prime
+from engine.events import Note
 from engine.model.sampling import Sampling
-from engine.presets.schema import ConditioningSettings, InjectionSettingsRef, Limits, Mode, SamplingSettings, Strategy
+from engine.presets.schema import (
+    ConditioningSettings, InjectionSettingsRef, Limits, Mode, Preset, PresetError, SamplingSettings, Strategy,
+)
 from engine.tokens.conditions import Conditions
+
+log = logging.getLogger(__name__)
 
 
 def sampling_of(table: SamplingSettings) -> Sampling:
@@ -41,3 +48,14 @@ def injection_in(settings: InjectionSettings, mode: Mode) -> InjectionSettings:
 
 def conditions_of(table: ConditioningSettings) -> Conditions:
     return Conditions(**{k: v for k, v in asdict(table).items() if k != "guidance_weight"})
+
+
+def prime_of(preset: Preset) -> tuple[Note, ...]:
+    """The AI's notes of the preset's prime phrases (`engine.duet.prime.read_prime`); none, and
+    a warning in the log, when one cannot be read: a jam switching presets plays on without them
+    (a jam starting checks them first with `read_prime`, which raises)."""
+    try:
+        return read_prime(preset)
+    except PresetError as exc:
+        log.warning("%s; playing without the prime phrases", exc)
+        return ()

@@ -6,7 +6,9 @@ and the model samples under `NoteGrammar` until its clock passes the chunk end. 
 chunks the session posts `SyncRequest`s as the performer's notes arrive, so when the AI's
 turn comes only the turn's own tokens remain to compute. A `SwapRequest` hands it another model
 (another style) between two chunks: the context is read again by the new model (one prefill) and
-the next chunk is written by it.
+the next chunk is written by it. Every request carries the preset's prime notes (the AI's phrases
+at the start of the context, `engine.duet.prime`); other ones than the stream holds are read in
+at once (one prefill), like other conditions.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ class ChunkRequest:
     sampling: Sampling
     enter: bool = False  # the AI's first note sounds at from_s (the start of a turn)
     guide: Guide | None = None  # what its notes respect while sampled (re-strikes, density, key, register)
+    prime: tuple[Note, ...] = ()  # the AI's notes the context starts with (`engine.duet.prime`)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class SyncRequest:
     t_s: float
     context_s: float
     conditions: Conditions | None
+    prime: tuple[Note, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class EntryRequest:
     context_s: float
     conditions: Conditions | None
     sampling: Sampling
+    prime: tuple[Note, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ class SwapRequest:
     t_s: float
     context_s: float
     conditions: Conditions | None
+    prime: tuple[Note, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,7 @@ class ChunkGenerator:
     def sync(self, request: SyncRequest) -> None:
         """Never raises (a failure shows again, and is reported, at the next chunk)."""
         try:
-            self.stream.sync(request.context, request.t_s, request.conditions, request.context_s)
+            self.stream.sync(request.context, request.t_s, request.conditions, request.context_s, request.prime)
             self.stream.flush()
         except Exception:  # noqa: BLE001
             log.exception("syncing the context failed")
@@ -147,7 +153,7 @@ class ChunkGenerator:
         started = time.perf_counter()
         try:
             stream = ContextStream(request.model, self.tokenizer, context_s=request.context_s)
-            stream.sync(request.context, request.t_s, request.conditions, request.context_s)
+            stream.sync(request.context, request.t_s, request.conditions, request.context_s, request.prime)
             stream.flush()
         except Exception as exc:  # noqa: BLE001 - the AI plays on with the model it has
             log.exception("the model %s could not take over", request.label)
@@ -159,7 +165,7 @@ class ChunkGenerator:
         """Never raises: a failure gives no note (the answer then enters the usual way)."""
         started = time.perf_counter()
         try:
-            self.stream.sync(request.context, request.at_s, request.conditions, request.context_s)
+            self.stream.sync(request.context, request.at_s, request.conditions, request.context_s, request.prime)
             played = self.stream.play(request.at_s, request.at_s + 60.0, request.sampling, self.grammar,
                                       generator=self.generator, enter=True, max_new_tokens=4)  # one whole note
             note = next((n for n in played.notes if n.player == AI), None)
@@ -196,7 +202,7 @@ class ChunkGenerator:
     def _run(self, request: ChunkRequest, on_note: Callable[[Note], None]) -> tuple[list[Note], int]:
         t_s, chunk_end_s = request.from_s, request.from_s + request.chunk_s
         try:
-            self.stream.sync(request.context, t_s, request.conditions, request.context_s)
+            self.stream.sync(request.context, t_s, request.conditions, request.context_s, request.prime)
             steering = (Steering(request.guide, self.stream.tokenizer, request.context, self.generator)
                         if request.guide is not None else None)
             played = self.stream.play(t_s, chunk_end_s, request.sampling, self.grammar, generator=self.generator,

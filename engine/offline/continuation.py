@@ -1,14 +1,16 @@
 """Offline continuation (`jamtui generate`): the model answers a prompt phrase, chunk by chunk.
 
 The phrase and what the model has played so far go into a `ContextStream`, the live
-engine's warm context, and the model plays chunk by chunk until the decoder's clock passes
-each chunk's end: the same context and sampler as a jam, without the clock.
+engine's warm context (after the prime phrases, when given), and the model plays chunk by chunk
+until the decoder's clock passes each chunk's end: the same context and sampler as a jam, without
+the clock.
 """
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -40,10 +42,11 @@ def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: 
                    sampling: Sampling = Sampling(temperature=0.95, top_p=0.95, repetition_penalty=1.05),
                    seed: int = 0, conditions: Conditions | None = None, context_s: float = 10.0,
                    chunk_s: float = 2.0, players: tuple[int, ...] = (AI,),
-                   guided: bool = True) -> tuple[list[Note], ContinuationStats]:
+                   guided: bool = True, prime: Sequence[Note] = ()) -> tuple[list[Note], ContinuationStats]:
     """Notes the model plays for `seconds` after the prompt's last onset (prompt not included).
     `guided`: steered as a jam is (`engine.duet.guide`): no re-strikes, and the key and pace of
-    the prompt's last seconds, as the default preset reads a performer's."""
+    the prompt's last seconds, as the default preset reads a performer's. `prime`: the AI's
+    notes the context starts with, as a preset's prime phrases (`engine.duet.prime.read_prime`)."""
     generator = torch.Generator().manual_seed(seed)
     allowed = NoteGrammar(tokenizer, players)
     everything = sorted(prompt, key=lambda n: n.start_s)
@@ -57,7 +60,7 @@ def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: 
     while t_s < end_s:
         chunk_end_s = min(t_s + chunk_s, end_s)
         started = time.perf_counter()
-        stream.sync(everything, t_s, conditions)
+        stream.sync(everything, t_s, conditions, prime=prime)
         steering = Steering(guide, tokenizer, everything, generator) if guide is not None else None
         played = stream.play(t_s, chunk_end_s, sampling, allowed, generator=generator, steering=steering)
         compute_s += time.perf_counter() - started

@@ -15,6 +15,7 @@ from engine.events import Kind
 from engine.midi.memory import MemoryOutputPort
 from engine.midi.file_input import FilePlayerPort
 from engine.midi.recorder import SessionRecorder
+from engine.duet.prime import read_prime
 from engine.duet.jam import model_key
 from engine.duet.session import Session
 from engine.model.cache import LoadedModel, describe_device
@@ -35,9 +36,11 @@ def stuck_notes(port: MemoryOutputPort) -> int:
 
 def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: float | None = None,
              seed: int = 0, step_s: float = 0.01) -> dict:
-    """Run the duet and write it to `out` (two tracks: performer, ai); returns the report. The report's
+    """Run the duet and write it to `out` (two tracks: performer, ai); returns the report. Raises
+    PresetError for a prime phrase that cannot be read, before anything is written. The report's
     `model` and `adapters` name what `preset` plays (its checkpoint and styles, `--style` applied),
     which `model` is expected to have been loaded from."""
+    read_prime(preset)
     path, adapters = model_key(preset)
     played = LoadedModel(path, model, tokenizer, 0.0, describe_device(model), adapters)
     clock = FakeClock()

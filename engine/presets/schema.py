@@ -73,6 +73,10 @@ def _choice(choices: tuple[str, ...], default: Any = MISSING) -> Any:
     return field(default=default, metadata={"choices": choices})
 
 
+def _paths() -> Any:
+    return field(default=(), metadata={"may_be_empty": True})
+
+
 @dataclass(frozen=True)
 class AdapterRef:
     path: str  # a LoRA adapter directory (safetensors), relative to the preset file, or a style's name
@@ -83,6 +87,10 @@ class AdapterRef:
 class ModelRef:
     path: str = "default"  # "default" = the shipped model; else a checkpoint directory
     adapters: tuple[AdapterRef, ...] = ()
+    # MIDI phrases, relative to the preset file, read as the AI's own playing at the start of the
+    # model's context (style by example, no training): `resolve_prime`, `engine.duet.prime`.
+    prime: tuple[str, ...] = _paths()
+    prime_s: float = _range(1.0, 30.0, 8.0)  # at most this many seconds of them
 
 
 @dataclass(frozen=True)
@@ -196,8 +204,9 @@ def _value(tp: Any, raw: Any, meta: Any, where: Any, key: str) -> Any:
         return tuple(_build(args[0], item, where, f"{key}[{i}]") for i, item in enumerate(raw))
     if origin is tuple:  # a string, or a list of them
         items = [raw] if isinstance(raw, str) else raw
-        if not isinstance(items, list) or not items:
-            raise PresetError(where, key, f"expected a string or a non-empty list of strings, got {_describe(raw)}")
+        if not isinstance(items, list) or not (items or meta.get("may_be_empty")):
+            wanted = "a list of strings" if meta.get("may_be_empty") else "a non-empty list of strings"
+            raise PresetError(where, key, f"expected a string or {wanted}, got {_describe(raw)}")
         values = tuple(_scalar(args[0], item, meta, where, key) for item in items)
         if len(set(values)) != len(values):
             raise PresetError(where, key, f"lists {values} with a repeat")
@@ -279,6 +288,12 @@ def resolve_adapters(preset: Preset) -> list[tuple[Path, float]]:
     (`engine.user_dirs.styles_dir()/NAME`)."""
     return [(_resolve_adapter(preset, a.path, f"model.adapters[{i}].path"), a.weight)
             for i, a in enumerate(preset.model.adapters)]
+
+
+def resolve_prime(preset: Preset) -> list[Path]:
+    """The MIDI files of the preset's prime phrases, in order, relative to the preset file (checked
+    to exist; `engine.duet.prime` reads them)."""
+    return [_resolve(preset, raw, f"model.prime[{i}]") for i, raw in enumerate(preset.model.prime)]
 
 
 def _resolve_adapter(preset: Preset, raw: str, key: str) -> Path:
