@@ -49,23 +49,6 @@ class LoraSettings:
             raise TrainError(f"LoRA target modules must be among {', '.join(TARGETS)}, got {unknown or 'none'}")
 
 
-def check_device(device: str, local_rank: int = 0) -> torch.device:
-    """The torch device for `device` ("cpu", "cuda" or "cuda:N"; under torchrun "cuda" is this
-    process's GPU); TrainError for anything else or for CUDA without a GPU."""
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
-        raise TrainError(f"unknown device {device!r} (cpu or cuda)")
-    if kind == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise TrainError(f"device {device!r} asked but CUDA is not available here (torch {torch.__version__}, "
-                         f"{'a CPU-only build' if torch.version.cuda is None else 'no GPU found'})")
-    chosen = torch.device("cuda", int(index) if index else local_rank)
-    if chosen.index >= torch.cuda.device_count():
-        raise TrainError(f"device {chosen} asked but this machine has {torch.cuda.device_count()} GPU(s)")
-    return chosen
-
-
 def base_model(path: Path, method: Method, device: torch.device):
     """(transformers Llama of the checkpoint at `path`, its meta), frozen, on `device`: fp32 for
     LoRA; for QLoRA its projections in 4-bit nf4 (computing in bf16 on CUDA, fp32 on the CPU)."""

@@ -14,7 +14,7 @@ from engine.midi.midifile import MidiFileError
 from engine.model.checkpoint import load_checkpoint
 from engine.model.sampling import Sampling, generate
 from engine.style.card import base_fingerprint
-from engine.style.distributed import ProcessGroup
+from engine.training.distributed import ProcessGroup
 from engine.style.lora import TrainError
 from engine.tokens.tokenizer import JamTokenizer
 from engine.training.data import ExampleConfig, piece_examples

@@ -31,7 +31,7 @@ from engine.model.adapters import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
 from engine.model.checkpoint import load_hf_checkpoint, read_meta, save_checkpoint
 from engine.model.config import DEFAULT_MODEL_DIR
 from engine.style.card import CARD_FILE, base_fingerprint, write_card
-from engine.style.distributed import ProcessGroup
+from engine.training.distributed import DistributedError, ProcessGroup
 from engine.style.lora import (LoraSettings, Method, TrainError, add_lora, base_model, load_adapter_weights,
                                save_adapter, trainable_parameters)
 from engine.style.replay import BASE_CORPUS_DIR, Batches, replay_rows, style_windows
@@ -145,7 +145,10 @@ class StyleRun:
             raise TrainError("no validation file: a style needs at least 2 files, one held out for early stopping")
         if cfg.loop.threads:
             torch.set_num_threads(cfg.loop.threads)
-        device = self._group.start(cfg.loop.device)
+        try:
+            device = self._group.start(cfg.loop.device)
+        except DistributedError as exc:
+            raise TrainError(str(exc)) from None
         try:
             return self._run(device)
         finally:

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from engine.training.distributed import ProcessGroup
 from engine.training.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,15 @@ def train(
     json_lines: bool = False,
     on_best: Callable[[object, LoopState], None] | None = None,
     initial_state: LoopState | None = None,
+    group: ProcessGroup | None = None,
 ) -> LoopState:
-    """Train until max_steps, early stop on validation loss, or max_minutes; resumes from `ckpt_dir`."""
+    """Train until max_steps, early stop on validation loss, or max_minutes; resumes from `ckpt_dir`.
+
+    Under torchrun (`group` started, world > 1) every process draws the same batch and trains on
+    its share of the rows; their gradients and validation sums are added up, so the run follows
+    the one-process run, and only the first process writes checkpoints, calls `on_best` and prints.
+    """
+    group = group or ProcessGroup()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -130,28 +138,36 @@ def train(
     state.stopped_because = None
     state.runs = state.runs or []
     run = {"device": device_name(cfg.device), "from_step": state.step, "to_step": state.step, "seconds": 0.0}
+    if group.world > 1:
+        run["processes"] = group.world
     state.runs.append(run)
     rng = np.random.default_rng(cfg.seed + state.step)
-    progress = Progress(cfg.max_steps, "pretrain", json_lines=json_lines, initial=state.step)
+    progress = Progress(cfg.max_steps, "pretrain", json_lines=json_lines, initial=state.step) if group.main else None
     started = mark = time.monotonic()
     model.train()
     try:
         while state.step < cfg.max_steps:
             idx = rng.integers(0, len(train_examples), cfg.batch_size)
-            batch = torch.from_numpy(train_examples[idx].astype(np.int64))
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(state.step, cfg)
+            batch = torch.from_numpy(group.shard(train_examples[idx]).astype(np.int64))
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr_at(state.step, cfg)
             loss, count = lm_loss(model, batch, pad_id)
+            total = group.sum(count)[0] if group.world > 1 else count
+            # This process's share of the whole batch's mean: summed over the processes, the gradient
+            # is the one-process gradient (a shard with no tokens adds nothing).
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (torch.nan_to_num(loss) * (count / max(1, total))).backward()
+            group.all_reduce_grads(model)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             state.step += 1
-            state.tokens_seen += count
-            loss_value = loss.item()
-            progress.update(1, loss=loss_value, lr=lr_at(state.step, cfg))
+            state.tokens_seen += int(total)
+            loss_value = (group.sum(float(torch.nan_to_num(loss.detach())) * count)[0] / max(1, total)
+                          if group.world > 1 else loss.item())
+            if progress is not None:
+                progress.update(1, loss=loss_value, lr=lr_at(state.step, cfg))
             if state.step % cfg.eval_every == 0 or state.step == cfg.max_steps:
-                val = evaluate(model, val_examples, pad_id, cfg.batch_size, cfg.eval_batches)
+                val = _evaluate(model, val_examples, pad_id, cfg, group)
                 now = time.monotonic()
                 state.elapsed_s += now - mark
                 run["seconds"] = round(run["seconds"] + now - mark, 1)
@@ -164,23 +180,49 @@ def train(
                     state.evals_since_best += 1
                 state.history.append({"step": state.step, "train_loss": loss_value, "val_loss": val,
                                       "tokens_seen": state.tokens_seen})
-                progress.note(step=state.step, val_loss=round(val, 4), best=round(state.best_val_loss, 4),
-                              improved=improved)
-                if improved and on_best is not None:
+                if progress is not None:
+                    progress.note(step=state.step, val_loss=round(val, 4), best=round(state.best_val_loss, 4),
+                                  improved=improved)
+                if improved and on_best is not None and group.main:
                     on_best(model, state)
+                out_of_time = cfg.max_minutes is not None and (time.monotonic() - started) / 60 >= cfg.max_minutes
                 if state.evals_since_best >= cfg.patience:
                     state.stopped_because = "early stop"
-                elif cfg.max_minutes is not None and (time.monotonic() - started) / 60 >= cfg.max_minutes:
+                elif group.any(out_of_time):  # every process stops at the same step
                     state.stopped_because = "time limit"
-                _save(model, optimizer, state, ckpt_dir)
+                if group.main:
+                    _save(model, optimizer, state, ckpt_dir)
+                group.barrier()
                 if state.stopped_because:
                     break
         else:
             state.stopped_because = "max steps"
-            _save(model, optimizer, state, ckpt_dir)
+            if group.main:
+                _save(model, optimizer, state, ckpt_dir)
+            group.barrier()
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
     return state
+
+
+def _evaluate(model, examples: np.ndarray, pad_id: int, cfg: LoopConfig, group: ProcessGroup) -> float:
+    """`evaluate` over the same rows as one process would score, shared among the processes."""
+    if group.world == 1:
+        return evaluate(model, examples, pad_id, cfg.batch_size, cfg.eval_batches)
+    rows = examples[: cfg.batch_size * cfg.eval_batches] if cfg.eval_batches is not None else examples
+    mine = group.shard(rows)
+    model.eval()
+    nll, tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(mine), cfg.batch_size):
+            loss, count = lm_loss(model, torch.from_numpy(mine[start:start + cfg.batch_size].astype(np.int64)), pad_id)
+            if count:
+                nll += float(loss) * count
+                tokens += count
+    model.train()
+    total_nll, total_tokens = group.sum(nll, tokens)
+    return total_nll / max(1, total_tokens)
 
 
 def _save(model, optimizer, state: LoopState, ckpt_dir: Path) -> None:

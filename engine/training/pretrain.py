@@ -22,6 +22,7 @@ import torch
 from engine.model.checkpoint import load_hf_checkpoint, new_hf_model, save_checkpoint
 from engine.model.config import DEFAULT_MODEL_DIR, ModelConfig
 from engine.tokens.tokenizer import JamTokenizer
+from engine.training.distributed import DistributedError, ProcessGroup
 from engine.training.data import ExampleConfig, build_split, mix_sources, parse_mix
 from engine.training.loop import LoopConfig, LoopState, evaluate, train
 from engine.training.progress import Progress
@@ -185,8 +186,25 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"pretrain: error: {exc}", file=sys.stderr)
         return 2
-    train_x, val_x, stats, row_sources = load_examples(args.corpus, args.work, tokenizer, ecfg, json_lines=args.json,
-                                                       jobs=args.jobs)
+    group = ProcessGroup()  # alone, or one of several processes under torchrun
+    try:
+        device = group.start(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    except DistributedError as exc:
+        print(f"pretrain: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _pretrain(args, group, str(device), tokenizer, ecfg, mix)
+    finally:
+        group.close()
+
+
+def _pretrain(args, group: ProcessGroup, device: str, tokenizer, ecfg: ExampleConfig, mix: dict | None) -> int:
+    if not group.main:
+        group.barrier()  # the first process tokenizes the corpus into the cache; the others then read it
+    train_x, val_x, stats, row_sources = load_examples(args.corpus, args.work, tokenizer, ecfg,
+                                                       json_lines=args.json and group.main, jobs=args.jobs)
+    if group.main:
+        group.barrier()
     if mix:
         try:  # the validation split is mixed too: early stopping then weighs the sources as training does
             train_x = mix_sources(train_x, row_sources["train"], mix, seed=0)
@@ -206,14 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     mcfg = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=args.layers, n_embd=args.width, n_head=args.heads,
                        n_kv_head=args.heads, intermediate_size=args.ff, max_len=1024)
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     loop = LoopConfig(max_steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup, eval_every=args.eval_every,
                       eval_batches=args.eval_batches, patience=args.patience, max_minutes=args.minutes,
                       threads=args.threads, device=device, reset_patience=args.reset_patience)
     run_dir = args.work / f"run-{tokenizer.fingerprint}-{args.layers}x{args.width}"
     (run_dir).mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps({"model": mcfg.to_dict(), "loop": asdict(loop),
-                                                     "examples": asdict(ecfg)}, indent=1))
+    if group.main:
+        (run_dir / "config.json").write_text(json.dumps({"model": mcfg.to_dict(), "loop": asdict(loop),
+                                                         "examples": asdict(ecfg)}, indent=1))
     manifest = json.loads((args.corpus / "manifest.json").read_text())
 
     def export(model, state: LoopState) -> None:
@@ -231,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         initial = _from_export(args.out, mcfg, model) if not (resuming or args.fresh) else None
     state = train(model, train_x, val_x, tokenizer.pad_id, loop, run_dir / "ckpt", json_lines=args.json,
-                  on_best=export, initial_state=initial)
+                  on_best=export, initial_state=initial, group=group)
+    if not group.main:
+        return 0
     # The export is the best model: measure it on the whole validation split for the card.
 
     best, _ = load_hf_checkpoint(args.out)

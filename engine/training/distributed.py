@@ -1,4 +1,5 @@
-"""torch.distributed for a style run: set-up and teardown, rank, each process's rows, the sums they share."""
+"""torch.distributed for a training run (pre-training or a style) under torchrun: the device, set-up
+and teardown, rank, each process's rows of a batch, the sums they share."""
 from __future__ import annotations
 
 import logging
@@ -8,9 +9,28 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from engine.style.lora import TrainError, check_device
-
 log = logging.getLogger(__name__)
+
+
+class DistributedError(RuntimeError):
+    """The device or the process group cannot be had as asked; `str()` is one line."""
+
+
+def check_device(device: str, local_rank: int = 0) -> torch.device:
+    """The torch device for `device` ("cpu", "cuda" or "cuda:N"; under torchrun "cuda" is this
+    process's GPU); DistributedError for anything else or for CUDA without a GPU."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise DistributedError(f"unknown device {device!r} (cpu or cuda)")
+    if kind == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise DistributedError(f"device {device!r} asked but CUDA is not available here (torch {torch.__version__}, "
+                               f"{'a CPU-only build' if torch.version.cuda is None else 'no GPU found'})")
+    chosen = torch.device("cuda", int(index) if index else local_rank)
+    if chosen.index >= torch.cuda.device_count():
+        raise DistributedError(f"device {chosen} asked but this machine has {torch.cuda.device_count()} GPU(s)")
+    return chosen
 
 
 class ProcessGroup:
@@ -25,7 +45,7 @@ class ProcessGroup:
     def start(self, device: str) -> torch.device:
         if self.world > 1:
             if not dist.is_available():
-                raise TrainError(f"WORLD_SIZE is {self.world} but this torch has no torch.distributed")
+                raise DistributedError(f"WORLD_SIZE is {self.world} but this torch has no torch.distributed")
             self.device = check_device(device, self.local_rank)
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
@@ -45,6 +65,15 @@ class ProcessGroup:
     def shard(self, rows: np.ndarray) -> np.ndarray:
         """This process's rows of an array every process holds whole: every world-th, from its rank."""
         return rows[self.rank::self.world]
+
+    def all_reduce_grads(self, model) -> None:
+        """Sum every parameter's gradient over the processes (each process's loss already
+        carries its share of the whole batch's tokens)."""
+        if self.world == 1:
+            return
+        for p in model.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
 
     def sum(self, *values: float) -> list[float]:
         if self.world == 1:
