@@ -320,6 +320,27 @@ def test_qlora_on_the_cpu_trains_and_its_adapter_merges(tmp_path, riffs, base, c
     assert torch.isfinite(live.forward_full(ids)).all()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("method", [Method.LORA, Method.QLORA])
+def test_on_cuda_a_style_trains_and_plays_on_the_cpu(tmp_path, riffs, base, method):
+    """The GPU path: bf16 autocast (LoRA) or the nf4 base computing in bf16 (QLoRA); the adapter
+    it writes merges into the fp32 base on the CPU, as a jam loads it."""
+    if method is Method.QLORA:
+        pytest.importorskip("bitsandbytes")
+    from engine.model.checkpoint import load_checkpoint, load_hf_checkpoint
+
+    config = replace(tiny_config(max_steps=6, eval_every=3, device="cuda"), method=method)
+    result = start(riffs, tmp_path / method.value, base, config).run()
+    assert result.steps == 6 and result.card["run"]["device"] == torch.cuda.get_device_name(0)
+    fit = result.card["validation"]
+    assert fit["loss_best"] < fit["loss_before"]
+    plain, _ = load_hf_checkpoint(base)
+    styled, _ = load_hf_checkpoint(base, adapter=result.style_dir)
+    ids = [1, 200, 300, 250]
+    assert not torch.allclose(logits_of(plain, ids), logits_of(styled, ids), atol=1e-3)
+    assert torch.isfinite(load_checkpoint(base, adapter=result.style_dir).model.forward_full(ids)).all()
+
+
 def test_qlora_base_keeps_its_gradients_after_an_evaluation(base):
     pytest.importorskip("bitsandbytes")
     from engine.style.lora import add_lora, base_model
