@@ -146,23 +146,28 @@ def answers(performer: Sequence[Note], ai: Sequence[Note]) -> dict[str, float | 
 
 
 def answer_length(performer: Sequence[Note], ai: Sequence[Note]) -> dict[str, float | int | None]:
-    """Whether the AI's phrases (0.8 s gaps) are phrases: an AI phrase is cut in on when the
-    performer starts a note after its first onset and before its end + 0.8 s. Of those not cut
-    in on, `answer_notes` is the median count of notes and `short_answers` the share with
-    SHORT_ANSWER_NOTES or fewer (scraps); `cut_in` is the share of AI phrases cut in on."""
+    """Whether the AI's answers are phrases. An answer is what the AI plays between two of the
+    performer's onsets; it is cut in on when his next onset comes before its last note ends +
+    0.8 s. Of those not cut in on, `answer_notes` is the median count of notes and
+    `short_answers` the share with SHORT_ANSWER_NOTES or fewer (scraps); `cut_in` is the share
+    of answers cut in on, `answer_notes_all` the median notes of every answer. (In accompany and continuous, where both play at once, nearly every
+    "answer" is cut in on: the figures are for call-and-response.)"""
     onsets = sorted(n.start_s for n in performer)
+    answers: dict[int, list[Note]] = {}
+    for n in by_onset(ai):
+        answers.setdefault(bisect.bisect_right(onsets, n.start_s), []).append(n)
     whole: list[int] = []
     cut = 0
-    said = phrases(ai, AI_PHRASE_GAP_S)
-    for phrase in said:
-        i = bisect.bisect_right(onsets, phrase[0].start_s)
-        if i < len(onsets) and onsets[i] < _end(phrase) + AI_PHRASE_GAP_S:
+    for i, answer in answers.items():
+        if i < len(onsets) and onsets[i] < _end(answer) + AI_PHRASE_GAP_S:
             cut += 1
         else:
-            whole.append(len(phrase))
+            whole.append(len(answer))
+    every = [len(answer) for answer in answers.values()]
     return {"answer_notes": float(statistics.median(whole)) if whole else None,
             "short_answers": _ratio(sum(n <= SHORT_ANSWER_NOTES for n in whole), len(whole)),
-            "cut_in": _ratio(cut, len(said)), "whole_answers": len(whole)}
+            "cut_in": _ratio(cut, len(answers)), "whole_answers": len(whole),
+            "answer_notes_all": float(statistics.median(every)) if every else None}
 
 
 def _grams(seq: Sequence[int], n: int) -> list[tuple[int, ...]]:

@@ -56,9 +56,10 @@ def review(performer: Sequence[Note], ai: Sequence[Note], mode: str) -> Figures:
         performer_notes_per_s).
       answers: share of the performer's phrases with an AI onset within 3 s after their end;
         performer_phrases: how many phrases.
-      answer_notes: median notes of the AI's phrases (0.8 s gaps) the performer did not cut in
-        on (his next onset after their end + 0.8 s); short_answers: share of those with 5 notes
-        or fewer; cut_in: share of AI phrases cut in on; whole_answers: how many were not.
+      answer_notes: median notes of the AI's answers (what it plays between two of his onsets)
+        that he did not cut in on (his next onset after their end + 0.8 s); short_answers: share
+        of those with 5 notes or fewer; cut_in: share of answers cut in on; whole_answers: how
+        many were not; answer_notes_all: median notes of every answer.
       motif_reuse: mean share of an AI phrase's interval 3-grams found in the performer's
         previous phrase; copy_rate: share of AI phrases that copy it (pitch 4-grams);
         motif_phrases: AI phrases judged.

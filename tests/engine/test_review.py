@@ -116,14 +116,16 @@ def test_answers_within_three_seconds_count():
 
 def test_a_scrap_answer_is_short_unless_the_performer_cut_in():
     call = line(C_MAJOR[:4], step_s=0.5, player=PERFORMER)  # ends at 2.0
-    scrap = line([60, 64, 67], start_s=2.5)  # three notes, then nothing for 10 s
-    phrase = line(C_MAJOR * 2, start_s=14.0)  # a 16-note answer, ends at 18.0
-    again = line(C_MAJOR[:4], start_s=30.0, step_s=0.5, player=PERFORMER)
+    scrap = line([60, 64, 67], start_s=2.5)  # three notes, then nothing until he plays at 10 s
+    again = line(C_MAJOR[:4], start_s=10.0, step_s=0.5, player=PERFORMER)
+    phrase = line(C_MAJOR[:4], start_s=14.0) + line(C_MAJOR, start_s=16.0)  # 12 notes, one answer despite its gap
+    third = line(C_MAJOR[:4], start_s=30.0, step_s=0.5, player=PERFORMER)
     cut = line([72, 71], start_s=32.5)  # cut in on: he plays again at 33.0
     back = [Note(33.0, 33.5, 48, 70, PERFORMER)]
-    result = review(call + again + back, scrap + phrase + cut, "call-and-response")
+    result = review(call + again + third + back, scrap + phrase + cut, "call-and-response")
     assert result["whole_answers"] == 2 and result["cut_in"] == pytest.approx(1 / 3)
-    assert result["short_answers"] == 0.5 and result["answer_notes"] == (3 + 16) / 2
+    assert result["short_answers"] == 0.5 and result["answer_notes"] == (3 + 12) / 2
+    assert result["answer_notes_all"] == 3
     assert review(call, [], "call-and-response")["short_answers"] is None
 
 
