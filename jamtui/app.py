@@ -75,11 +75,7 @@ def run_console(args) -> int:
     """`jamtui` and `jamtui jam` without --headless: the console until it quits. From `jamtui jam`
     it starts at once on --in/--out with --preset and its --style (recording with --record, quitting
     after --seconds)."""
-    jam = args.command == "jam"
-    if jam and args.seconds is not None and args.seconds <= 0:
-        from jamtui.errors import UserError
-
-        raise UserError(f"--seconds must be positive, got {args.seconds}")
+    jam = args.command == "jam"  # its --seconds and --record are checked by the parser (jamtui.arguments)
     # A bad preset is one line, before the screen; --style replaces the preset's adapters, as headless.
     preset = offline_commands.with_styles(load_preset(args.preset if jam else "default"), args.style if jam else None)
     app = JamApp(api=args.api, preset=preset, input_spec=args.in_port if jam else None,

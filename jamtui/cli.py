@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from jamtui import arguments as arg
 from jamtui import corpus_commands, eval_command, style_commands, train_command
 from jamtui import offline_commands as offline
 from jamtui.errors import UserError  # also jamtui.cli.UserError
@@ -36,6 +37,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
+LIVE_SECONDS_HELP = (f"stop after this many seconds: above 0, at most {arg.MAX_LIVE_S} "
+                     "(default: until Ctrl-C; leave it out for no limit)")
+SEED_HELP = f"random seed: 0 to {arg.MAX_SEED} (default 0)"
 STYLE_HELP = "styles to play: NAME[:WEIGHT],... (a style name or an adapter directory, weight 0-2, default 1; none: no style)"
 
 
@@ -76,7 +80,7 @@ def parse_styles(text: str) -> tuple[tuple[str, float], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jamtui", description="Improvise live with an AI that plays like you.")
+    parser = arg.OneLineParser(prog="jamtui", description="Improvise live with an AI that plays like you.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("--api", help="MIDI system: auto (default), alsa, jack, coremidi, winmm ($JAMTUI_MIDI_API)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -96,18 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
                       help="input port, a .mid file to play as the performer, or virtual:NAME (default)")
     thru.add_argument("--out", dest="out_port", default="virtual:jamtui out",
                       help="output port or virtual:NAME (default: virtual:jamtui out)")
-    thru.add_argument("--record", type=Path, metavar="DIR", help="record the session to DIR (MIDI + JSON)")
-    thru.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    thru.add_argument("--record", type=arg.folder_to_record, metavar="DIR",
+                      help="record the session to DIR (MIDI + JSON; made if missing, in a folder that exists)")
+    thru.add_argument("--seconds", type=arg.live_seconds, help=LIVE_SECONDS_HELP)
 
     gen = sub.add_parser("generate", help="continue a MIDI phrase offline with the model")
     gen.add_argument("--prompt", type=Path, required=True, help="a .mid file: the phrase to answer")
-    gen.add_argument("--seconds", type=float, default=20.0, help="how much music to generate (default 20)")
-    gen.add_argument("--out", type=Path, required=True, help="the duet: prompt (track 1) + model (track 2)")
+    gen.add_argument("--seconds", type=arg.music_seconds, default=20.0,
+                     help=f"how much music to generate: above 0, at most {arg.MAX_MUSIC_S} (default 20)")
+    gen.add_argument("--out", type=arg.file_to_write, required=True,
+                     help="the duet: prompt (track 1) + model (track 2)")
     gen.add_argument("--model", type=Path, help="checkpoint directory (default: the shipped model)")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--temperature", type=float, default=0.95)
-    gen.add_argument("--top-p", type=float, default=0.95)
-    gen.add_argument("--top-k", type=int, default=0)
+    gen.add_argument("--seed", type=arg.seed, default=0, help=SEED_HELP)
+    gen.add_argument("--temperature", type=arg.temperature, default=0.95,
+                     help="sampling temperature, 0 (always the likeliest token) to 10 (default 0.95)")
+    gen.add_argument("--top-p", type=arg.top_p, default=0.95,
+                     help="nucleus sampling: above 0, at most 1 (1 = off; default 0.95)")
+    gen.add_argument("--top-k", type=arg.top_k, default=0,
+                     help="sample among the K likeliest tokens: a whole number, 0 = off (default 0)")
     gen.add_argument("--genre", help="condition: jazz-comping, classical-piano, folk, performance, unknown")
     gen.add_argument("--both", action="store_true", help="let the model play both parts, not only the answer")
     gen.add_argument("--style", help=STYLE_HELP)
@@ -117,30 +127,37 @@ def build_parser() -> argparse.ArgumentParser:
     jam.add_argument("--in", dest="in_port", default="virtual:jamtui in", help="your keyboard's port, or a .mid file")
     jam.add_argument("--out", dest="out_port", default="virtual:jamtui out", help="the synth or DAW port")
     jam.add_argument("--preset", default="default", help="a preset name or a TOML file (default: default)")
-    jam.add_argument("--record", type=Path, metavar="DIR", help="record both players to DIR")
-    jam.add_argument("--seconds", type=float, help="stop (and quit) after this many seconds")
+    jam.add_argument("--record", type=arg.folder_to_record, metavar="DIR",
+                     help="record both players to DIR (made if missing, in a folder that exists)")
+    jam.add_argument("--seconds", type=arg.live_seconds, help=LIVE_SECONDS_HELP + "; then quit")
     jam.add_argument("--style", help=STYLE_HELP + "; replaces the preset's adapters")
 
     sim = sub.add_parser("simulate", help="a whole duet on a fake clock, faster than real time")
     sim.add_argument("--performer", type=Path, required=True, help="a .mid file that plays the performer")
     sim.add_argument("--preset", default="default", help="a preset name or a TOML file (default: default)")
-    sim.add_argument("--out", type=Path, required=True, help="the duet as a two-track MIDI file")
-    sim.add_argument("--report", type=Path, required=True, help="the report (JSON)")
-    sim.add_argument("--minutes", type=float, help="loop the performer to this length")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--out", type=arg.file_to_write, required=True, help="the duet as a two-track MIDI file")
+    sim.add_argument("--report", type=arg.file_to_write, required=True, help="the report (JSON)")
+    sim.add_argument("--minutes", type=arg.music_minutes,
+                     help=f"loop the performer to this length: above 0, at most {arg.MAX_MUSIC_MINUTES} "
+                          "(default: the file once)")
+    sim.add_argument("--seed", type=arg.seed, default=0, help=SEED_HELP)
+    sim.add_argument("--json", action="store_true",
+                     help="print the report as one JSON line, not a summary (and no progress bar)")
     sim.add_argument("--style", help=STYLE_HELP + "; replaces the preset's adapters")
 
     bench = sub.add_parser("bench", help="measure timing on this machine")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    bench.add_argument("--events", type=int, default=6000, help="scheduled events (default 6000)")
+    bench.add_argument("--events", type=arg.number(at_least=1, at_most=1_000_000, whole=True), default=6000,
+                       help="scheduled events: 1 to 1000000 (default 6000)")
     bench.add_argument("--no-load", action="store_true", help="without the torch CPU load thread")
-    bench.add_argument("--load-threads", type=int, default=1,
-                       help="torch threads of the load (default 1, as in the live engine)")
+    bench.add_argument("--load-threads", type=arg.number(at_least=1, at_most=256, whole=True), default=1,
+                       help="torch threads of the load: 1 to 256 (default 1, as in the live engine)")
     bench.add_argument("--out", help="send through this output port (default: an in-memory port)")
     bench.add_argument("--model", type=Path, help="checkpoint for the model rows (default: the shipped model)")
     bench.add_argument("--no-model", action="store_true", help="only the scheduler rows")
-    bench.add_argument("--cues", type=int, default=20,
-                       help="phrase ends for the live duet rows (first_note_ms; default 20, 0 skips them)")
+    bench.add_argument("--cues", type=arg.number(at_least=0, at_most=10_000, whole=True), default=20,
+                       help="phrase ends for the live duet rows (first_note_ms): 0 to 10000, 0 skips them "
+                            "(default 20)")
     bench.add_argument("--preset", default="default", help="preset of the live duet rows (name or .toml path)")
 
     review = sub.add_parser("review", help="the musical figures of recorded or simulated duets")
@@ -207,7 +224,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def cmd_play(args) -> int:
     from engine.clock import MonotonicClock
-    from engine.midi.midifile import load_midi_events
+    from engine.midi.midifile import load_midi_events, midi_duration_s
     from engine.midi.file_output import play
     from engine.midi.ports import open_output
     from engine.midi.scheduler import OutputScheduler
@@ -219,6 +236,8 @@ def cmd_play(args) -> int:
     stop = threading.Event()
     _stop_on_signals(stop)
     scheduler.start()
+    print(f"jamtui play: {args.file} ({midi_duration_s(events):.1f} s) -> {port.name}; Ctrl-C to stop",
+          file=sys.stderr, flush=True)
     try:
         finished = play(scheduler, events, clock, stop=stop)
     finally:
@@ -226,6 +245,7 @@ def cmd_play(args) -> int:
         port.close()
     stats = scheduler.stats()
     log.info("sent %d messages, lateness p99 %.3f ms", stats.sent, stats.lateness_ms_p99)
+    print(f"jamtui play: {'done' if finished else 'stopped'}", file=sys.stderr)
     return 0 if finished else 130
 
 

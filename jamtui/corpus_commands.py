@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from jamtui.errors import UserError
+from jamtui.progress import progress_bar
 
 
 def add_parsers(sub) -> None:
@@ -40,9 +41,11 @@ def _add(args) -> int:
     from engine.style.corpus import add_files, check_name
 
     check_name(args.name)  # before any file is read
-    result = add_files(args.name, args.paths,
-                       on_skip=lambda path, reason: _note(f"skipped {path}: {reason}"),
-                       on_warning=lambda path, message: _note(f"warning: {path}: {message}"))
+    with progress_bar(f"corpus {args.name}", unit="files") as on_progress:
+        result = add_files(args.name, args.paths,
+                           on_skip=lambda path, reason: _note(f"skipped {path}: {reason}"),
+                           on_warning=lambda path, message: _note(f"warning: {path}: {message}"),
+                           on_progress=on_progress)
     if not result.added:
         raise UserError(f"corpus {args.name}: no usable MIDI file among those given "
                         f"({len(result.skipped)} skipped, nothing added)")

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from jamtui import arguments as arg
 from jamtui.errors import UserError
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -19,7 +20,7 @@ def add_parsers(sub) -> None:
     ev.add_argument("--base-corpus", type=Path, default=Path("data/corpus"),
                     help="a built pre-training corpus: its validation split measures forgetting "
                          "(default data/corpus; skipped when not built)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=arg.seed, default=0, help=f"random seed: 0 to {arg.MAX_SEED} (default 0)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 

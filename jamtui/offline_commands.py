@@ -3,10 +3,12 @@ ports, no console); `jamtui.cli` parses the arguments and calls them."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 from jamtui.errors import UserError
+from jamtui.progress import progress_bar
 
 
 def load_model(path: Path | None, adapters=()):
@@ -46,8 +48,6 @@ def cmd_bench(args) -> int:
     from engine.presets.files import load_preset
     from engine.presets.schema import resolve_adapters, resolve_model_path
 
-    if args.cues < 0:
-        raise UserError(f"--cues must be 0 or more, got {args.cues}")
     preset = load_preset(args.preset)
     model_path, model, tokenizer = None, None, None
     if not args.no_model:  # the preset's model and styles, or --model with the preset's styles
@@ -55,9 +55,10 @@ def cmd_bench(args) -> int:
         model, tokenizer = load_model(model_path, resolve_adapters(preset))
     port = open_output(args.out, api=args.api) if args.out else None
     try:
-        result = run_all(n_events=args.events, load=not args.no_load, load_threads=args.load_threads, port=port,
-                         model=model, tokenizer=tokenizer, preset=preset, cues=args.cues,
-                         model_path=model_path)
+        with progress_bar("jamtui bench", unit="stages", quiet=args.json) as on_progress:
+            result = run_all(n_events=args.events, load=not args.no_load, load_threads=args.load_threads, port=port,
+                             model=model, tokenizer=tokenizer, preset=preset, cues=args.cues,
+                             model_path=model_path, on_progress=on_progress)
     finally:
         if port is not None:
             port.close()
@@ -81,12 +82,10 @@ def cmd_generate(args) -> int:
     from engine.offline.continuation import continue_notes
     from engine.events import AI, PERFORMER
     from engine.model.sampling import Sampling
-    from engine.midi.midifile import load_midi_events, write_duet
+    from engine.midi.midifile import load_pitched_events, write_duet
     from engine.midi.notes import notes_from_events
 
-    if args.seconds <= 0:
-        raise UserError(f"--seconds must be positive, got {args.seconds}")
-    prompt = notes_from_events(load_midi_events(args.prompt))
+    prompt = notes_from_events(load_pitched_events(args.prompt))
     model, tokenizer = load_model(args.model, _style_dirs(args.style))
     try:
         conditions = Conditions(genre=args.genre) if args.genre else None
@@ -94,8 +93,9 @@ def cmd_generate(args) -> int:
         raise UserError(f"--genre: {exc}") from exc
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, repetition_penalty=1.05)
     players = (PERFORMER, AI) if args.both else (AI,)
-    notes, stats = continue_notes(model, tokenizer, prompt, args.seconds, sampling=sampling, seed=args.seed,
-                                  conditions=conditions, players=players)
+    with progress_bar("jamtui generate") as on_progress:
+        notes, stats = continue_notes(model, tokenizer, prompt, args.seconds, sampling=sampling, seed=args.seed,
+                                      conditions=conditions, players=players, on_progress=on_progress)
     write_duet(args.out, prompt + notes)
     print(f"jamtui generate: {len(notes)} notes in {args.seconds:g} s of music "
           f"({stats.tokens} tokens, {stats.compute_s:.2f} s compute, real-time factor {stats.rtf:.1f}) -> {args.out}",
@@ -129,17 +129,36 @@ def cmd_preset(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from engine.midi.midifile import load_midi_events
+    from engine.midi.midifile import atomic_write, load_pitched_events
     from engine.offline.simulate import simulate
 
-    load_midi_events(args.performer)  # a clear error for a bad file before the model loads
-    if args.minutes is not None and args.minutes <= 0:
-        raise UserError(f"--minutes must be positive, got {args.minutes}")
+    if args.out.resolve() == args.report.resolve():
+        raise UserError(f"--out and --report name the same file ({args.out}): give the report its own name")
+    load_pitched_events(args.performer, warn=False)  # a bad file is refused before the model loads
     preset, model, tokenizer = preset_and_model(args.preset, args.style)
-    report = simulate(args.performer, model, tokenizer, preset, args.out, minutes=args.minutes, seed=args.seed)
-    args.report.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report))
+    with progress_bar("jamtui simulate", quiet=args.json) as on_progress:
+        report = simulate(args.performer, model, tokenizer, preset, args.out, minutes=args.minutes, seed=args.seed,
+                          on_progress=on_progress)
+    text = json.dumps(report, indent=1) + "\n"
+    atomic_write(args.report, lambda f: f.write(text.encode()))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(_simulate_summary(report, args.out, args.report))
     return 0
+
+
+def _simulate_summary(report: dict, out: Path, report_path: Path) -> str:
+    """simulate's report in one human line (the whole report is in the file, or --json)."""
+    def ms(key: str) -> str:
+        value = report.get(key)
+        return "-" if value is None or math.isnan(value) else f"{value:.0f}"  # none measured: None or nan
+
+    return (f"jamtui simulate: {report['music_s'] / 60:.1f} min of music in {report['wall_s']:.1f} s "
+            f"(real-time factor {report['rtf']:.1f}); performer {report['performer_notes']} notes, "
+            f"ai {report['ai_notes']} notes; response p50 {ms('response_ms_p50')} ms, p99 {ms('response_ms_p99')} ms; "
+            f"stuck {report['stuck_notes']}, late {report['late_notes']} -> {out}, report {report_path}")
+
 
 def cmd_review(args) -> int:
     from engine.offline.review import review_file

@@ -8,9 +8,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from jamtui import arguments as arg
 from jamtui.errors import UserError
 
 _STYLE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+_POSITIVE = arg.number(above=0)
+_POSITIVE_WHOLE = arg.number(at_least=1, whole=True)
+_SHARE = arg.number(at_least=0, below=1)
 
 
 def add_parsers(sub) -> None:
@@ -23,25 +27,33 @@ def add_parsers(sub) -> None:
     train.add_argument("--name", required=True, metavar="STYLE", help="the style to write (letters, digits, -_.)")
     train.add_argument("--method", choices=("lora", "qlora"), default="lora",
                        help="lora (fp32 base; fastest on a CPU) or qlora (4-bit base; saves GPU memory)")
-    train.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
-    train.add_argument("--alpha", type=float, help="LoRA alpha (default: 2 x rank)")
-    train.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default 3e-4)")
+    train.add_argument("--rank", type=_POSITIVE_WHOLE, default=8, help="LoRA rank: 1 or more (default 8)")
+    train.add_argument("--alpha", type=_POSITIVE, help="LoRA alpha: above 0 (default: 2 x rank)")
+    train.add_argument("--lr", type=_POSITIVE, default=3e-4, help="peak learning rate: above 0 (default 3e-4)")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--minutes", type=float, help="train for this long (early stop may end it sooner)")
-    length.add_argument("--steps", type=int, help="train for at most this many steps (default 1000)")
+    length.add_argument("--minutes", type=_POSITIVE,
+                        help="train for this long: above 0 (early stop may end it sooner)")
+    length.add_argument("--steps", type=_POSITIVE_WHOLE, help="train for at most this many steps: 1 or more "
+                                                             "(default 1000)")
     train.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
-    train.add_argument("--batch", type=int, default=8, help="windows per step (default 8)")
-    train.add_argument("--seq-len", type=int, default=512, help="tokens per window (default 512)")
-    train.add_argument("--replay", type=float, default=0.25, metavar="SHARE",
-                       help="share of each batch replayed from the base, against forgetting (default 0.25)")
-    train.add_argument("--transpose", type=int, default=5, metavar="SEMITONES",
-                       help="augmentation: transpose up to this far either way (default 5)")
-    train.add_argument("--stretch", type=float, default=0.1,
-                       help="augmentation: tempo stretch up to this fraction either way (default 0.1)")
-    train.add_argument("--copies", type=int, default=8, help="augmented passes over the training files (default 8)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--threads", type=int,
-                       help="torch CPU threads (default: torch's choice; 1 is often faster on a busy machine)")
+    train.add_argument("--batch", type=_POSITIVE_WHOLE, default=8, help="windows per step: 1 or more (default 8)")
+    train.add_argument("--seq-len", type=arg.number(at_least=2, whole=True), default=512,
+                       help="tokens per window: 2 or more (default 512)")
+    train.add_argument("--replay", type=_SHARE, default=0.25, metavar="SHARE",
+                       help="share of each batch replayed from the base, against forgetting: 0 to below 1 "
+                            "(default 0.25)")
+    train.add_argument("--transpose", type=arg.number(at_least=0, at_most=12, whole=True), default=5,
+                       metavar="SEMITONES", help="augmentation: transpose up to this far either way, 0 to 12 "
+                                                 "(default 5)")
+    train.add_argument("--stretch", type=_SHARE, default=0.1,
+                       help="augmentation: tempo stretch up to this fraction either way, 0 to below 1 "
+                            "(default 0.1)")
+    train.add_argument("--copies", type=_POSITIVE_WHOLE, default=8,
+                       help="augmented passes over the training files: 1 or more (default 8)")
+    train.add_argument("--seed", type=arg.seed, default=0, help=f"random seed: 0 to {arg.MAX_SEED} (default 0)")
+    train.add_argument("--threads", type=_POSITIVE_WHOLE,
+                       help="torch CPU threads: 1 or more (default: torch's choice; 1 is often faster on a busy "
+                            "machine)")
     train.add_argument("--model", type=Path, help="the base checkpoint (default: the shipped model)")
     train.add_argument("--merge", action="store_true",
                        help="also write the base with the style merged in (STYLE/merged, a standalone checkpoint)")
@@ -54,20 +66,6 @@ def _check(args) -> None:
     if not _STYLE_NAME.fullmatch(args.name):
         raise UserError(f"--name: {args.name!r} cannot name a style: use letters, digits, '-', '_' and '.', "
                         "not starting with '.'")
-    for flag, value, ok, what in (("--rank", args.rank, args.rank > 0, "a positive whole number"),
-                                  ("--lr", args.lr, args.lr > 0, "positive"),
-                                  ("--batch", args.batch, args.batch > 0, "a positive whole number"),
-                                  ("--seq-len", args.seq_len, args.seq_len > 1, "at least 2"),
-                                  ("--copies", args.copies, args.copies > 0, "a positive whole number"),
-                                  ("--transpose", args.transpose, 0 <= args.transpose <= 12, "0 to 12 semitones"),
-                                  ("--stretch", args.stretch, 0 <= args.stretch < 1, "at least 0 and below 1"),
-                                  ("--replay", args.replay, 0 <= args.replay < 1, "at least 0 and below 1")):
-        if not ok:
-            raise UserError(f"{flag} must be {what}, got {value}")
-    for flag, value in (("--minutes", args.minutes), ("--steps", args.steps), ("--alpha", args.alpha),
-                        ("--threads", args.threads)):
-        if value is not None and not value > 0:
-            raise UserError(f"{flag} must be positive, got {value}")
     if args.resume and args.force:
         raise UserError("--resume and --force contradict each other: one trains the style on, the other replaces it")
 

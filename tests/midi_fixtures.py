@@ -160,3 +160,17 @@ def write_raw(
     path = Path(directory) / name
     path.write_bytes(data)
     return path
+
+
+def write_with_drums(directory: Path, name: str = "drums.mid", pitches=(60, 62, 64, 65),
+                     drums=(36, 38, 42, 46), step_s: float = 0.25) -> Path:
+    """Type 0: `pitches` one per step on channel 1 and `drums` struck on channel 10 at the same steps
+    (no pitches: a drums-only file)."""
+    step = _ticks(step_s)
+    messages: list[tuple[int, Msg]] = []
+    for channel, notes in ((0, pitches), (9, drums)):
+        for i, pitch in enumerate(notes):
+            messages.append((i * step, mido.Message("note_on", channel=channel, note=pitch, velocity=90)))
+            messages.append((i * step + step // 2, mido.Message("note_off", channel=channel, note=pitch, velocity=0)))
+    messages.sort(key=lambda item: item[0])
+    return _save(directory, name, [_track(messages)], file_type=0)

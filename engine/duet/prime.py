@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Sequence
 
 from engine.events import AI, Note
-from engine.midi.midifile import MidiFileError, load_midi_events
+from engine.midi.midifile import MidiFileError, load_pitched_events
 from engine.midi.notes import notes_from_events
 from engine.presets.schema import Preset, PresetError, resolve_prime
 from engine.tokens.tokenizer import JamTokenizer
 
 PHRASE_GAP_S = 0.5  # a breath between two phrases, and between the last one and the jam
-_DRUM_CHANNEL = 9  # channel 10 as musicians count
 
 
 def read_prime(preset: Preset) -> tuple[Note, ...]:
@@ -70,7 +69,7 @@ def _phrase_of(preset: Preset, path: Path, key: str) -> tuple[Note, ...]:
 
 @functools.lru_cache(maxsize=64)
 def _read_phrase(path: Path, _mtime_ns: int, _size: int) -> tuple[Note, ...]:
-    events = [e for e in load_midi_events(path) if e.data[0] & 0x0F != _DRUM_CHANNEL]
+    events = load_pitched_events(path, warn=False)  # drums are left out of a prime phrase silently
     notes = notes_from_events(events, player=AI)
     if not notes:
         raise ValueError("has no notes but drums (channel 10)")

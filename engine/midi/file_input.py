@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from engine.clock import Clock, s_to_ns
 from engine.events import ALL_NOTES_OFF_CC, ALL_SOUND_OFF_CC, SUSTAIN_CC
 from engine.midi.base import InputCallback
-from engine.midi.midifile import TimedMessage, load_midi_events, midi_duration_s
+from engine.midi.midifile import TimedMessage, load_pitched_events, midi_duration_s
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +69,10 @@ class FilePlayerPort:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], clock: Clock, **kw: Any) -> FilePlayerPort:
-        """Load `path` (raises `MidiFileError`) and make a player named after the file."""
+        """Load `path` as a performer (raises `MidiFileError`; drums on channel 10 are left out, see
+        `load_pitched_events`) and make a player named after the file."""
         kw.setdefault("name", f"file: {Path(path).name}")
-        return cls(load_midi_events(path), clock, **kw)
+        return cls(load_pitched_events(path), clock, **kw)
 
     @property
     def duration_s(self) -> float:

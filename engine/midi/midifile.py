@@ -26,6 +26,7 @@ DEFAULT_TEMPO_US = 500_000  # 120 BPM, the SMF default until a set_tempo says ot
 _HEADER_LEN = 14  # b"MThd", length 6, format, track count, division
 _MB = 2**20
 _MAX_DELTA_TICKS = 0x0FFFFFFF  # a delta time is at most 4 bytes; mido reads any length
+DRUM_CHANNEL = 9  # channel 10 as musicians count
 TICKS_PER_BEAT = 480  # what we write
 # 120 bpm at 480 ticks per beat: one tick is exactly 1/960 s, so ticks map to seconds exactly.
 TICKS_PER_S = TICKS_PER_BEAT * 1_000_000 // DEFAULT_TEMPO_US
@@ -76,6 +77,22 @@ def load_midi_events(
     if require_notes and not any(_is_sounding_note_on(e.data) for e in events):
         raise MidiFileError(shown, "contains no notes")
     return events
+
+
+def load_pitched_events(path: str | os.PathLike[str], *, warn: bool = True,
+                        max_bytes: int = DEFAULT_MAX_BYTES) -> list[TimedMessage]:
+    """`load_midi_events` for a performer or a prompt: channel 10 is drums, not piano pitches, so
+    its messages are dropped (with one logged warning naming the file, unless not `warn`); a file
+    whose only notes are drums is a `MidiFileError`."""
+    shown = _display(path)
+    events = load_midi_events(path, max_bytes=max_bytes)
+    pitched = [e for e in events if e.data[0] & 0x0F != DRUM_CHANNEL]
+    if not any(_is_sounding_note_on(e.data) for e in pitched):
+        raise MidiFileError(shown, "has no notes but drums (channel 10)")
+    drum_notes = sum(1 for e in events if e.data[0] & 0x0F == DRUM_CHANNEL and _is_sounding_note_on(e.data))
+    if drum_notes and warn:
+        logger.warning("%s: ignored %d drum note%s on channel 10", shown, drum_notes, "s" if drum_notes != 1 else "")
+    return pitched
 
 
 def midi_duration_s(events: Sequence[TimedMessage]) -> float:
@@ -290,13 +307,23 @@ def write_duet(path: Path, notes: Iterable[Note]) -> None:
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """`write` into `<path>.tmp`, fsync it and move it over `path`: a crash leaves the old
-    file or the new one, never half of one."""
+    file or the new one, never half of one; a failure (even a Ctrl-C) removes the temporary file."""
     tmp_path = path.with_name(path.name + ".tmp")
-    with open(tmp_path, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp_path, path)
+    opened = False
+    try:
+        with open(tmp_path, "wb") as f:
+            opened = True
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if opened:  # ours to remove; a failed open() left whatever was there alone
+            try:
+                os.unlink(tmp_path)
+            except OSError:
+                pass
+        raise
 
 
 def _player_track(name: str, timed: Sequence[tuple[float, mido.Message]], end_tick: int, *,

@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from engine.clock import MonotonicClock
 from engine.midi.memory import MemoryOutputPort
@@ -233,13 +234,25 @@ def bench_training(model_path: Path) -> dict[str, float | int | str]:
 
 def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None = 1, port=None,
             model=None, tokenizer=None, preset=None, cues: int = 20,
-            model_path: Path | None = None) -> dict[str, float | int | str]:
+            model_path: Path | None = None,
+            on_progress: Callable[[float, float], None] | None = None) -> dict[str, float | int | str]:
     """Every benchmark this build has, in one flat dict. `port`: a real output to send through;
     `model`: the live model for the model rows (context of 10 s of music, 2 s chunks); with
     `tokenizer` and `preset` too, the live duet rows (`cues` phrase ends; 0 skips them);
     `model_path`: its checkpoint, for the rows with and without a rank-8 adapter merged and the
-    LoRA training rows."""
+    LoRA training rows. `on_progress(stages done, stages)` is called as each stage ends."""
+    duet = model is not None and tokenizer is not None and preset is not None and cues > 0
+    stages = 1 + (model is not None) + 2 * (model_path is not None) + duet
+    done = 0
+
+    def stage_done() -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, stages)
+
     result = bench_scheduler(n_events, load=load, load_threads=load_threads, port=port)
+    stage_done()
     if model is not None:
         from engine.model.bench import bench_model
 
@@ -248,14 +261,18 @@ def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None
         rows = bench_model(model, context_tokens=round(10 * tokens_per_s), chunk_tokens=round(2 * tokens_per_s),
                            tokens_per_s_of_music=tokens_per_s)
         result.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows.items()})
+        stage_done()
     if model_path is not None:
         result.update(bench_adapter(Path(model_path)))
-    if model is not None and tokenizer is not None and preset is not None and cues > 0:
+        stage_done()
+    if duet:
         from engine.offline.bench_jam import bench_jam
 
         # `model` has the preset's styles merged already: the duet plays it as it is.
         plain = replace(preset, model=replace(preset.model, adapters=()))
         result.update(bench_jam(model, tokenizer, plain, cues=cues))
+        stage_done()
     if model_path is not None:  # last: training's allocations must not disturb the live rows above
         result.update(bench_training(Path(model_path)))
+        stage_done()
     return result

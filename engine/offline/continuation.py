@@ -10,16 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from engine.duet.context import ContextStream
 from engine.duet.guide import Steering, guide_for
-from engine.tokens.conditions import Conditions
 from engine.events import AI, Note
 from engine.model.sampling import Sampling
 from engine.presets.schema import Mode, Preset
+from engine.tokens.conditions import Conditions
 from engine.tokens.grammar import NoteGrammar
 from engine.tokens.tokenizer import JamTokenizer
 
@@ -42,11 +42,13 @@ def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: 
                    sampling: Sampling = Sampling(temperature=0.95, top_p=0.95, repetition_penalty=1.05),
                    seed: int = 0, conditions: Conditions | None = None, context_s: float = 10.0,
                    chunk_s: float = 2.0, players: tuple[int, ...] = (AI,),
-                   guided: bool = True, prime: Sequence[Note] = ()) -> tuple[list[Note], ContinuationStats]:
+                   guided: bool = True, prime: Sequence[Note] = (),
+                   on_progress: Callable[[float, float], None] | None = None) -> tuple[list[Note], ContinuationStats]:
     """Notes the model plays for `seconds` after the prompt's last onset (prompt not included).
     `guided`: steered as a jam is (`engine.duet.guide`): no re-strikes, and the key and pace of
     the prompt's last seconds, as the default preset reads a performer's. `prime`: the AI's
-    notes the context starts with, as a preset's prime phrases (`engine.duet.prime.read_prime`)."""
+    notes the context starts with, as a preset's prime phrases (`engine.duet.prime.read_prime`).
+    `on_progress(done_s, seconds)` is called after each chunk."""
     generator = torch.Generator().manual_seed(seed)
     allowed = NoteGrammar(tokenizer, players)
     everything = sorted(prompt, key=lambda n: n.start_s)
@@ -70,4 +72,6 @@ def continue_notes(model, tokenizer: JamTokenizer, prompt: list[Note], seconds: 
         generated += kept
         everything = sorted(everything + kept, key=lambda n: n.start_s)
         t_s = chunk_end_s
+        if on_progress is not None:
+            on_progress(seconds - (end_s - t_s), seconds)
     return generated, ContinuationStats(chunks, tokens, compute_s, seconds)

@@ -9,15 +9,16 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 from engine.clock import FakeClock
-from engine.events import Kind
-from engine.midi.memory import MemoryOutputPort
-from engine.midi.file_input import FilePlayerPort
-from engine.midi.recorder import SessionRecorder
-from engine.duet.prime import read_prime
 from engine.duet.jam import model_key
+from engine.duet.prime import read_prime
 from engine.duet.session import Session
+from engine.events import Kind
+from engine.midi.file_input import FilePlayerPort
+from engine.midi.memory import MemoryOutputPort
+from engine.midi.recorder import SessionRecorder
 from engine.model.cache import LoadedModel, describe_device
 from engine.offline.review import read_duet, review
 
@@ -35,11 +36,12 @@ def stuck_notes(port: MemoryOutputPort) -> int:
 
 
 def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: float | None = None,
-             seed: int = 0, step_s: float = 0.01) -> dict:
+             seed: int = 0, step_s: float = 0.01, on_progress: Callable[[float, float], None] | None = None) -> dict:
     """Run the duet and write it to `out` (two tracks: performer, ai); returns the report. Raises
     PresetError for a prime phrase that cannot be read, before anything is written. The report's
     `model` and `adapters` name what `preset` plays (its checkpoint and styles, `--style` applied),
-    which `model` is expected to have been loaded from."""
+    which `model` is expected to have been loaded from. `on_progress(done_s, length_s)` is called as
+    the virtual clock goes (about every 10 s of music)."""
     read_prime(preset)
     path, adapters = model_key(preset)
     played = LoadedModel(path, model, tokenizer, 0.0, describe_device(model), adapters)
@@ -48,27 +50,33 @@ def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: f
     sink = MemoryOutputPort(clock, name="simulated synth")
     work = out.parent / f".{out.stem}-recording"
     recorder = SessionRecorder(work, clock, meta={"performer": str(performer), "preset": preset.name}, name=out.stem)
-    recorder.start()
-    session = Session(player, sink, model, tokenizer, preset, clock=clock, recorder=recorder, seed=seed)
-    length_s = minutes * 60 if minutes is not None else player.duration_s + 5.0
-    started = time.perf_counter()
-    segments = []
-    try:
-        # In segments, so a long run shows whether memory or latency drifts.
-        segment_s = max(60.0, length_s / 12)
-        t_s = 0.0
-        while t_s < length_s:
-            t_s = min(t_s + segment_s, length_s)
-            before = session.metrics()
-            seen = len(session.response_samples_ms())
-            session.run_simulated(t_s, pump=player.pump, step_s=step_s)
-            segments.append(_segment(session, before, seen, t_s))
+    try:  # the work folder goes whatever happens: a failure leaves nothing next to `out`
+        recorder.start()
+        try:
+            session = Session(player, sink, model, tokenizer, preset, clock=clock, recorder=recorder, seed=seed)
+        except BaseException:
+            recorder.close()
+            raise
+        length_s = minutes * 60 if minutes is not None else player.duration_s + 5.0
+        started = time.perf_counter()
+        segments = []
+        try:
+            # In segments, so a long run shows whether memory or latency drifts.
+            segment_s = max(60.0, length_s / 12)
+            t_s = 0.0
+            while t_s < length_s:
+                from_s, t_s = t_s, min(t_s + segment_s, length_s)
+                before = session.metrics()
+                seen = len(session.response_samples_ms())
+                _run_reporting(session, player, from_s, t_s, step_s, length_s, on_progress)
+                segments.append(_segment(session, before, seen, t_s))
+        finally:
+            session.stop()
+            paths = recorder.close()
+        wall_s = time.perf_counter() - started
+        shutil.move(paths.midi_path, out)
     finally:
-        session.stop()
-        paths = recorder.close()
-    wall_s = time.perf_counter() - started
-    shutil.move(paths.midi_path, out)
-    shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     metrics = session.metrics()
     performer_notes, ai_notes = read_duet(out)
     return {
@@ -100,6 +108,22 @@ def simulate(performer: Path, model, tokenizer, preset, out: Path, *, minutes: f
         "segments": segments,
         "music": review(performer_notes, ai_notes, metrics.mode),
     }
+
+
+def _run_reporting(session: Session, player: FilePlayerPort, from_s: float, until_s: float, step_s: float,
+                   length_s: float, on_progress: Callable[[float, float], None] | None, every_s: float = 10.0) -> None:
+    """`session.run_simulated` from `from_s` to `until_s`, in steps of `every_s` music seconds when
+    progress is wanted."""
+    if on_progress is None:
+        session.run_simulated(until_s, pump=player.pump, step_s=step_s)
+        return
+    done_s = from_s
+    while True:
+        done_s = min(done_s + every_s, until_s)
+        session.run_simulated(done_s, pump=player.pump, step_s=step_s)
+        on_progress(done_s, length_s)
+        if done_s >= until_s:
+            return
 
 
 def _segment(session: Session, before, seen: int, t_s: float) -> dict:

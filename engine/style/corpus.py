@@ -139,9 +139,11 @@ def list_corpora() -> list[str]:
 
 
 def add_files(name: str, paths: Iterable[str | os.PathLike[str]], *, on_skip: OnIssue | None = None,
-              on_warning: OnIssue | None = None) -> AddResult:
+              on_warning: OnIssue | None = None,
+              on_progress: Callable[[float, float], None] | None = None) -> AddResult:
     """Add MIDI files and folders (searched recursively for .mid and .midi) to the corpus `name`,
-    made if new. A file that cannot be used is skipped (`on_skip`) and the rest go on.
+    made if new. A file that cannot be used is skipped (`on_skip`) and the rest go on;
+    `on_progress(files read, files found)` is called as the files are read.
 
     The kept files are written before the manifest, which is replaced atomically: an add that
     fails or is interrupted leaves the corpus as it was. Nothing is written when nothing is added."""
@@ -169,7 +171,12 @@ def add_files(name: str, paths: Iterable[str | os.PathLike[str]], *, on_skip: On
         new: list[dict[str, Any]] = []
         moved: list[Path] = []
         try:
-            for path in _midi_files(paths, skip):
+            paths = list(paths)
+            # Counted in a silent first walk, so the skips still come in the order of the paths given.
+            total = sum(1 for _ in _midi_files(paths, lambda _path, _reason: None)) if on_progress else 0
+            for done, path in enumerate(_midi_files(paths, skip)):
+                if on_progress is not None:
+                    on_progress(done, total)
                 try:
                     kept = keep_file(path, scratch)
                 except MidiFileError as exc:
@@ -186,6 +193,8 @@ def add_files(name: str, paths: Iterable[str | os.PathLike[str]], *, on_skip: On
                 (scratch / entry["file"]).write_bytes(kept.data)
                 new.append(entry)
                 by_hash[kept.sha256] = entry
+            if on_progress is not None and total:
+                on_progress(total, total)
             if new:
                 _assign_splits(manifest["files"], new)
                 (folder / FILES_DIR).mkdir(exist_ok=True)

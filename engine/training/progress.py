@@ -1,4 +1,5 @@
-"""Progress for long steps: a tqdm bar with ETA in a terminal, or one JSON line per step with `--json`."""
+"""Progress for long steps: a tqdm bar with ETA in a terminal (none in a pipe), or one JSON line per step
+with `--json`."""
 from __future__ import annotations
 
 import json
@@ -24,7 +25,8 @@ class Progress:
         if not json_lines:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, initial=initial, file=sys.stderr, dynamic_ncols=True)
+            # disable=None: no bar when stderr is not a terminal (a pipe, a log), as the other commands
+            self._bar = tqdm(total=total, desc=desc, initial=initial, file=sys.stderr, dynamic_ncols=True, disable=None)
 
     def update(self, n: int = 1, **fields: Any) -> None:
         self.done += n
