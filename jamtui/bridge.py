@@ -13,7 +13,9 @@ from engine.midi.ports import PortOpener
 from engine.midi.system import PortList, list_ports, platform_hint
 from engine.model.cache import LoadedModel, ModelCache
 from engine.presets.schema import Preset, resolve_adapters, resolve_model_path
+from engine.style.corpus import CorpusError, add_files
 from engine.user_dirs import recordings_dir
+from jamtui.kept_ports import KeptPorts
 from jamtui.messages import (
     EngineFailed,
     JamStarted,
@@ -22,6 +24,7 @@ from jamtui.messages import (
     ModelLoaded,
     ModelLoadFailed,
     ModelLoadStarted,
+    PerformerFinished,
     PortScanFailed,
     PortsScanned,
     RecordingFailed,
@@ -29,6 +32,7 @@ from jamtui.messages import (
     RecordingsRecovered,
     RecordingStarted,
     SessionEventsHappened,
+    TakeKept,
 )
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,8 @@ class EngineBridge:
     """Drives the console's `engine.duet.jam.Jam` and reports what happened as messages posted
     to `target`.
 
-    `scan`, `recover_recordings`, `prepare_model`, `start`, `stop` and `set_recording` block:
+    `scan`, `recover_recordings`, `prepare_model`, `start`, `stop`, `set_recording` and
+    `keep_take` block:
     call them from thread workers (`shutdown` too, or from the app thread when quitting).
     `poll`, `panic`, `set_mode` and `set_preset` never wait for the model: they run on the app
     thread. Lifecycle changes are serialised by one lock; model loads are not under it, so a
@@ -62,6 +67,8 @@ class EngineBridge:
     def __init__(self, *, port_opener: PortOpener, ports_provider: PortsProvider, model_loader: ModelLoader | None,
                  recordings_dir: Path, clock_factory: ClockFactory = MonotonicClock) -> None:
         self.port_opener = port_opener
+        # Stop then start on the same ports keeps them open: JACK keeps what was connected to them.
+        self._kept_ports = KeptPorts(lambda i, o, clock: self.port_opener(i, o, clock))
         self.ports_provider = ports_provider
         self.recordings_dir = Path(recordings_dir)
         self.clock_factory = clock_factory  # a FakeClock in tests: the jam is then driven by `Jam.advance`
@@ -71,6 +78,7 @@ class EngineBridge:
         self._jam = None
         self._record_armed = False
         self._failed = None
+        self._performer_done = None  # the jam whose .mid performer was said to have ended
         self._closed = False
         self.saved: list[Path] = []  # every recording saved, for a summary once the screen is gone
 
@@ -148,7 +156,7 @@ class EngineBridge:
             if self._jam is not None or self._closed:
                 return
             jam = Jam(preset, input_spec=input_spec, output_spec=output_spec, clock=self.clock_factory(),
-                      port_opener=self.port_opener, models=self._models, recordings_dir=self.recordings_dir)
+                      port_opener=self._kept_ports.open, models=self._models, recordings_dir=self.recordings_dir)
             try:
                 jam.start()
             except Exception as exc:  # noqa: BLE001 - a missing port or file is reported, not fatal
@@ -162,7 +170,8 @@ class EngineBridge:
             self._post(JamStarted(*jam.port_names, preset.name, jam.mode))
 
     def stop(self) -> None:
-        """Stop the jam in silence, close the ports and save the recording. Safe to repeat."""
+        """Stop the jam in silence and save the recording; the ports stay open for the next
+        start on them (`KeptPorts`) until `shutdown`. Safe to repeat."""
         with self._lock:
             self._stop_locked()
 
@@ -171,6 +180,7 @@ class EngineBridge:
         with self._lock:
             self._closed = True
             self._stop_locked()
+            self._kept_ports.close()
 
     def set_recording(self, on: bool) -> None:
         """Arm or disarm recording; while the jam runs, start or save the recording now."""
@@ -188,6 +198,30 @@ class EngineBridge:
                     return
                 self._saved(saved)
 
+    def last_recording(self) -> Path | None:
+        """The take saved last: this console's, else the newest MIDI file in the recordings dir."""
+        if self.saved:
+            return self.saved[-1]
+        takes = sorted(self.recordings_dir.glob("*.mid"), key=lambda p: p.stat().st_mtime)
+        return takes[-1] if takes else None
+
+    def keep_take(self, corpus: str) -> None:
+        """Add the last recording to the corpus `corpus` (made if new), and say how it went."""
+        path = self.last_recording()
+        if path is None:
+            self._post(TakeKept(None, corpus, False, "no take recorded yet (r records the jam)"))
+            return
+        try:
+            result = add_files(corpus, [path])
+        except (CorpusError, OSError) as exc:
+            self._post(TakeKept(path, corpus, False, str(exc)))
+            return
+        if result.added:
+            self._post(TakeKept(path, corpus, True))
+        else:
+            reason = result.skipped[0][1] if result.skipped else "nothing in it to keep"
+            self._post(TakeKept(path, corpus, False, reason))
+
     # -- app thread ----------------------------------------------------------------------------
 
     def poll(self) -> None:
@@ -202,6 +236,9 @@ class EngineBridge:
         self._post(MetricsUpdated(metrics, output, metrics.preset))
         if events:
             self._post(SessionEventsHappened(events))
+        if self._performer_done is not jam and jam.performer_done:
+            self._performer_done = jam
+            self._post(PerformerFinished())
         # A dead control loop or output thread: the session stopped itself and says why.
         error = jam.error
         if error is None:
@@ -246,6 +283,8 @@ class EngineBridge:
         if jam is None:
             return
         summary = jam.stop()
+        if summary.error is not None:  # a port that failed is opened afresh next time
+            self._kept_ports.close()
         if summary.recording_error is not None:
             self._post(RecordingFailed(summary.recording_error))
         self._saved(summary.recording)

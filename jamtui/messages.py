@@ -60,6 +60,10 @@ class JamStopped(Message):
     """The session ended (or never started) and its output went silent."""
 
 
+class PerformerFinished(Message):
+    """The .mid file playing the performer came to its end; the jam goes on until stopped."""
+
+
 class MetricsUpdated(Message):
     """Fresh session figures: `metrics` is an `engine.duet.session.SessionMetrics`, `output` the
     scheduler's `SchedulerStats`, `preset_name` the preset the session plays now."""
@@ -105,6 +109,18 @@ class RecordingFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
         self.error = error
+
+
+class TakeKept(Message):
+    """The keep-take key was handled: `midi_path` (None: no recording yet) went into the corpus
+    `corpus` when `kept`, else `reason` says why not."""
+
+    def __init__(self, midi_path: Path | None, corpus: str, kept: bool, reason: str = "") -> None:
+        super().__init__()
+        self.midi_path = midi_path
+        self.corpus = corpus
+        self.kept = kept
+        self.reason = reason
 
 
 class RecordingsRecovered(Message):

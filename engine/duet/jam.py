@@ -168,6 +168,13 @@ class Jam:
         return (ports[0].name, ports[1].name) if ports is not None else (self.input_spec, self.output_spec)
 
     @property
+    def performer_done(self) -> bool:
+        """Whether the performer is a MIDI-file player that has played its whole file (never
+        for a port: a player is told apart by its `done`)."""
+        ports = self._ports
+        return ports is not None and getattr(ports[0], "done", False) is True
+
+    @property
     def recording(self) -> Path | None:
         """The journal being written while recording, else None."""
         recorder = self._recorder

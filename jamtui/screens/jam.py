@@ -1,14 +1,16 @@
 """The jam screen: pick ports, start and stop the duet with the model, switch mode and preset,
-panic, record, and watch the meters and the session's events."""
+panic, record, keep the last take, and watch the meters and the session's events."""
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import PurePath
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
@@ -25,6 +27,8 @@ from jamtui.widgets.status import RUNNING, STARTING, STOPPED, STOPPING, JamStatu
 
 __all__ = ["JamScreen", "RUNNING", "STARTING", "STOPPED", "STOPPING"]
 log = logging.getLogger(__name__)
+DEFAULT_CORPUS = "mine"  # where a take goes when the preset plays no style
+_TOAST_S = 4.0  # a toast only repeats a log line, so it need not stay long
 _TURN_BY_EVENT = {"ai_phrase_started": "AI answering", "ai_phrase_ended": "your turn", "ai_yielded": "your turn",
                   "panicked": "your turn"}
 
@@ -44,6 +48,7 @@ class JamScreen(Screen):
         Binding("right_square_bracket", "step_preset(1)", "Next preset", id="next_preset", group=_PRESET),
         Binding("p", "panic", "Panic", id="panic"),
         Binding("r", "record", "Record", id="record"),
+        Binding("k", "keep_take", "Keep take", id="keep_take", show=False),
         Binding("s", "rescan", "Rescan", id="rescan"),
     ]
 
@@ -135,6 +140,10 @@ class JamScreen(Screen):
     def _set_recording(self, on: bool) -> None:
         self.bridge.set_recording(on)
 
+    @work(thread=True, group="corpus")
+    def _keep_take(self, corpus: str) -> None:
+        self.bridge.keep_take(corpus)
+
     # -- actions ---------------------------------------------------------------------------
 
     def action_start_stop(self) -> None:
@@ -142,7 +151,7 @@ class JamScreen(Screen):
             try:
                 input_spec, output_spec = self.query_one(PortsPanel).selection()
             except ValueError as exc:
-                self.notify(str(exc), severity="warning")
+                self._tell(str(exc), severity="warning")
                 return
             self._begin(input_spec, output_spec)
         elif self.state == RUNNING:
@@ -168,7 +177,7 @@ class JamScreen(Screen):
         for problem in problems:
             log.warning("skipped a preset: %s", problem)
         if preset is None:
-            self.notify("no other preset to switch to", severity="warning")
+            self._tell("no other preset to switch to", severity="warning")
             return
         self._apply_hotkeys(preset)
         if self.state == RUNNING and self.bridge.set_preset(preset):
@@ -182,9 +191,16 @@ class JamScreen(Screen):
         self._update(recording=not self.status.recording)
         self._set_recording(self.status.recording)
 
+    def action_keep_take(self) -> None:
+        """The last take goes into the corpus of the style playing (its first adapter's), else `mine`."""
+        jam = self.bridge.jam
+        preset = jam.preset if jam is not None else self.preset_steps.current
+        adapters = preset.model.adapters
+        self._keep_take(PurePath(adapters[0].path).name if adapters else DEFAULT_CORPUS)
+
     def action_panic(self) -> None:
         if not self.bridge.panic():
-            self.notify("nothing is playing", severity="information")
+            self._tell("nothing is playing")
 
     def action_rescan(self) -> None:
         self.scan_ports()
@@ -192,7 +208,12 @@ class JamScreen(Screen):
 
     @on(Input.Submitted, "#midi-file")
     def _play_file(self) -> None:
+        panel = self.query_one(PortsPanel)
+        if not panel.path:  # Enter in an empty field never starts the jam on another input
+            self._tell("type the path of a .mid file to play, then Enter", severity="warning")
+            return
         if self.state == STOPPED:
+            panel.choose_file()
             self.action_start_stop()
 
     def _apply_hotkeys(self, preset: Preset) -> None:
@@ -228,13 +249,24 @@ class JamScreen(Screen):
             self._quit_timer_set = True
             self.set_timer(self.app.quit_after_s, self.app.action_quit)
         turn = "your turn" if message.mode == "call-and-response" else ""
+        self.query_one(Meters).started()
+        self.query_one(EventLog).write_note(
+            f"jam started: {message.input_name} → {message.output_name}, preset {message.preset_name}, "
+            f"{message.mode}", "bold green")
         self._update(state=RUNNING, route=f"{message.input_name} → {message.output_name}", mode=message.mode,
                      preset=message.preset_name, turn=turn)
 
     def on_jam_stopped(self, message: msg.JamStopped) -> None:
+        self.query_one(Meters).stopped()
+        if self.state in (RUNNING, STOPPING):  # not a start that failed: that one logged why
+            self.query_one(EventLog).write_note("jam stopped; the output is silent", "bold")
         self._update(state=STOPPED, recording_now=False, turn="", next_preset="")
         if self.app.focused is None:  # focus left with the disabled ports panel; bring it back
             self.query_one("#inputs").focus()
+
+    def on_performer_finished(self, message: msg.PerformerFinished) -> None:
+        self.query_one(EventLog).write_note("the .mid performer has played to its end; the jam goes on "
+                                            "(space stops it)", "bold")
 
     def on_metrics_updated(self, message: msg.MetricsUpdated) -> None:
         self.query_one(Meters).show(message.metrics, message.output)
@@ -257,28 +289,42 @@ class JamScreen(Screen):
 
     def on_engine_failed(self, message: msg.EngineFailed) -> None:
         self._update(problem=message.error)
-        self.notify(message.error, title="Jam stopped", severity="error", timeout=10)
+        self._tell(message.error, title="Jam stopped", severity="error")
 
     def on_recording_started(self, message: msg.RecordingStarted) -> None:
         self._update(recording_now=True)
 
     def on_recording_saved(self, message: msg.RecordingSaved) -> None:
         self._update(recording_now=False)
-        self.notify(f"saved {message.midi_path}", title="Recording")
+        self._tell(f"saved {message.midi_path}", title="Recording")
 
     def on_recording_failed(self, message: msg.RecordingFailed) -> None:
         self._update(recording_now=False)
-        self.notify(message.error, title="Not recording", severity="error", timeout=10)
+        self._tell(message.error, title="Not recording", severity="error")
+
+    def on_take_kept(self, message: msg.TakeKept) -> None:
+        if message.kept:
+            self._tell(f"kept {message.midi_path.name} in corpus {message.corpus}", title="Take")
+        else:
+            take = f"{message.midi_path.name} " if message.midi_path is not None else ""
+            self._tell(f"{take}not kept in corpus {message.corpus}: {message.reason}", title="Take",
+                       severity="warning")
 
     def on_recordings_recovered(self, message: msg.RecordingsRecovered) -> None:
         names = ", ".join(path.name for path in message.midi_paths)
-        self.notify(f"recovered {len(message.midi_paths)} interrupted recording(s): {names}",
-                    title="Recordings", timeout=10)
+        self._tell(f"recovered {len(message.midi_paths)} interrupted recording(s): {names}", title="Recordings")
 
     def on_log_recorded(self, message: msg.LogRecorded) -> None:
         self.query_one(EventLog).write_record(message.record, message.text)
 
     # -- drawing ---------------------------------------------------------------------------
+
+    def _tell(self, text: str, *, title: str = "", severity: SeverityLevel = "information") -> None:
+        """Say it in the log, where it stays, and as a short toast over the ports panel (app.tcss),
+        clear of the log."""
+        style = {"error": "red", "warning": "yellow"}.get(severity, "")
+        self.query_one(EventLog).write_note(f"{title}: {text}" if title else text, style)
+        self.notify(text, title=title, severity=severity, timeout=_TOAST_S)
 
     def _update(self, **changes) -> None:
         self.status = replace(self.status, **changes)

@@ -41,6 +41,12 @@ class EventLog(RichLog):
         level = record.levelno
         self.write(Text(text, style="red" if level >= logging.ERROR else "yellow" if level >= logging.WARNING else ""))
 
+    def write_note(self, words: str, style: str = "") -> None:
+        """A line of the console's own: a jam started or stopped, what a notification said."""
+        line = Text(time.strftime("%H:%M:%S "), style="dim")
+        line.append(words, style=style)
+        self.write(line)
+
     def write_event(self, event) -> None:
         words, style = describe(event)
         line = Text(time.strftime("%H:%M:%S "), style="dim")

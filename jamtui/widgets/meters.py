@@ -15,7 +15,8 @@ _ACTIVE_S = 0.5  # a player's light stays on this long after their last note
 
 
 class Meters(Widget):
-    """Draws the last `SessionMetrics` (and output `SchedulerStats`) it was given; None: no jam yet."""
+    """Draws the last `SessionMetrics` (and output `SchedulerStats`) it was given; None: no jam yet.
+    After `stopped` the last jam's figures stay, dimmed and with the lights off, until `started`."""
 
     DEFAULT_CSS = """
     Meters { height: auto; padding: 0 1; }
@@ -29,6 +30,19 @@ class Meters(Widget):
         self._history: collections.deque[tuple[float, int, int]] = collections.deque()
         self._last_note_s = {"in": -math.inf, "out": -math.inf}
         self._now_s = 0.0
+        self.running = False
+
+    def started(self) -> None:
+        """A new jam: its figures count from zero."""
+        self.running = True
+        self._history.clear()
+        self._last_note_s = {"in": -math.inf, "out": -math.inf}
+        self.refresh()
+
+    def stopped(self) -> None:
+        """The jam ended: nothing plays, and the figures shown are the last jam's."""
+        self.running = False
+        self.refresh()
 
     def show(self, metrics, output, now_s: float | None = None) -> None:
         """A new reading (app thread); `now_s` (monotonic) for tests."""
@@ -54,11 +68,11 @@ class Meters(Widget):
 
     def active(self, player: str) -> bool:
         """Whether the performer ("in") or the AI ("out") played a note in the last moment."""
-        return self.metrics is not None and self._now_s - self._last_note_s[player] <= _ACTIVE_S
+        return self.running and self.metrics is not None and self._now_s - self._last_note_s[player] <= _ACTIVE_S
 
     def rate(self, player: str) -> float:
         """Notes per second over the last couple of seconds."""
-        if len(self._history) < 2:
+        if len(self._history) < 2 or not self.running:
             return 0.0
         (t0, in0, out0), (t1, in1, out1) = self._history[0], self._history[-1]
         if t1 <= t0:
@@ -87,14 +101,21 @@ class Meters(Widget):
             text.append("responses 0  p50 –  p99 –\n")
         rtf = f"{m.rtf:.1f}" if math.isfinite(m.rtf) else "–"
         text.append(f"rtf {rtf}", style="bold red" if math.isfinite(m.rtf) and m.rtf < 1.0 else "")
-        text.append(f"  lead {m.lead_s:.2f} s  late p99 {m.lateness_ms_p99:.1f} ms\n")
+        text.append(f"  lead {_figure(m.lead_s, '.2f', ' s')}  late p99 {_figure(m.lateness_ms_p99, '.1f', ' ms')}\n")
         text.append(f"echo {m.echo_rate:.0%}  ")
         text.append(f"dropped {m.dropped_onsets}", style="bold red" if m.dropped_onsets else "")
         text.append("  ")
         text.append(f"generation errors {m.generation_errors}", style="bold red" if m.generation_errors else "")
         if self.output is not None and self.output.send_errors:
             text.append(f"\n{self.output.send_errors} messages lost to a vanished output port", style="red")
+        if not self.running:
+            text.stylize("dim")  # the last jam's figures, not a live reading
         return text
+
+
+def _figure(value: float, spec: str, unit: str) -> str:
+    """`value` with its unit, or "–" while there is no figure yet (NaN before the first note)."""
+    return f"{value:{spec}}{unit}" if math.isfinite(value) else "–"
 
 
 def _lost(output) -> bool:

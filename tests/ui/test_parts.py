@@ -24,6 +24,7 @@ def metrics(**kw) -> SessionMetrics:
 
 def test_meters_light_whoever_just_played_and_count_notes_per_second():
     meters = Meters()
+    meters.started()
     meters.show(metrics(), None, now_s=10.0)
     meters.show(metrics(notes_in=4), None, now_s=11.0)
     assert meters.active("in") and not meters.active("out")
