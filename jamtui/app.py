@@ -21,6 +21,8 @@ from jamtui.bridge import (
     default_ports_provider,
     default_recordings_dir,
 )
+from jamtui.commands import JamCommands
+from jamtui.screens.help import HelpScreen
 from jamtui.screens.jam import JamScreen
 
 
@@ -36,7 +38,8 @@ class JamApp(App):
     TITLE = "jamtui"
     MODES = {"jam": JamScreen}
     DEFAULT_MODE = "jam"
-    BINDINGS = [Binding("q", "quit", "Quit", id="quit")]
+    COMMANDS = App.COMMANDS | {JamCommands}  # ctrl+p: every action by name, beside Textual's own
+    BINDINGS = [Binding("q", "quit", "Quit", id="quit"), Binding("question_mark,f1", "help", "Help", id="help")]
 
     def __init__(self, api: str | None = None, *, preset: Preset | None = None, input_spec: str | None = None,
                  output_spec: str | None = None, autostart: bool = False, record: bool = False,
@@ -60,6 +63,14 @@ class JamApp(App):
             recordings_dir=recordings_dir or default_recordings_dir(),
             clock_factory=clock_factory or MonotonicClock,
         )
+
+    def action_help(self) -> None:
+        """Every binding of the live keymap (the screen's, with the preset's remapping)."""
+        if isinstance(self.screen, HelpScreen):
+            return
+        rows = self.screen.key_rows() if isinstance(self.screen, JamScreen) else []
+        preset = self.screen.status.preset if isinstance(self.screen, JamScreen) else ""
+        self.push_screen(HelpScreen(rows, preset))
 
     async def action_quit(self) -> None:
         # Silence before the terminal is handed back; blocking the UI for it is fine here.

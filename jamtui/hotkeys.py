@@ -26,3 +26,9 @@ def resolve_keymap(bindings: list[Binding], overrides: dict[str, str]) -> tuple[
                             f"{action} stays on {defaults[action]!r}")
             del keymap[action]
     return keymap, problems
+
+
+def live_keys(bindings: list[Binding], keymap: dict[str, str]) -> list[tuple[Binding, str]]:
+    """Each binding that has an id, with the keys it answers to under `keymap` (as
+    `resolve_keymap` gave it): what the help screen and the command palette show."""
+    return [(b, keymap.get(b.id) or _normalize_key_list(b.key)) for b in bindings if b.id]

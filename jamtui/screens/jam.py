@@ -3,7 +3,7 @@ panic, record, keep the last take, and watch the meters and the session's events
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import PurePath
 
 from textual import on, work
@@ -18,7 +18,7 @@ from engine.presets.schema import MODES, Preset
 from jamtui import messages as msg
 from jamtui.bridge import EngineBridge
 from jamtui.logs import LogCapture
-from jamtui.hotkeys import resolve_keymap
+from jamtui.hotkeys import live_keys, resolve_keymap
 from jamtui.preset_steps import PresetSteps
 from jamtui.widgets.eventlog import EventLog
 from jamtui.widgets.meters import Meters
@@ -29,6 +29,9 @@ __all__ = ["JamScreen", "RUNNING", "STARTING", "STOPPED", "STOPPING"]
 log = logging.getLogger(__name__)
 DEFAULT_CORPUS = "mine"  # where a take goes when the preset plays no style
 _TOAST_S = 4.0  # a toast only repeats a log line, so it need not stay long
+# A nudge's preset section, field, step and name: the respond/imitate dial and the temperature.
+_NUDGES = {"dial": ("injection", "respond_imitate", 0.05, "dial (respond → imitate)"),
+           "temperature": ("sampling", "temperature", 0.05, "temperature")}
 _TURN_BY_EVENT = {"ai_phrase_started": "AI answering", "ai_phrase_ended": "your turn", "ai_yielded": "your turn",
                   "panicked": "your turn"}
 
@@ -36,7 +39,8 @@ _TURN_BY_EVENT = {"ai_phrase_started": "AI answering", "ai_phrase_ended": "your 
 class JamScreen(Screen):
     """Commands go down to the app's `EngineBridge`; what happened comes back as messages."""
 
-    # The footer shows a group as its keys and one label: "m 1 2 3 Mode", "[ ] Preset".
+    # The footer shows a group as its keys and one label: "m 1 2 3 Mode", "[ ] Preset"; `show=False`
+    # ones are on the help screen (`?`) and in the command palette (ctrl+p) only.
     _MODE, _PRESET = Binding.Group("Mode"), Binding.Group("Preset")
     BINDINGS = [
         Binding("space", "start_stop", "Start/stop", id="start_stop"),
@@ -49,7 +53,12 @@ class JamScreen(Screen):
         Binding("p", "panic", "Panic", id="panic"),
         Binding("r", "record", "Record", id="record"),
         Binding("k", "keep_take", "Keep take", id="keep_take", show=False),
-        Binding("s", "rescan", "Rescan", id="rescan"),
+        Binding("s", "rescan", "Rescan", id="rescan", show=False),
+        Binding("less_than_sign", "nudge('dial', -1)", "Dial toward respond", id="dial_down", show=False),
+        Binding("greater_than_sign", "nudge('dial', 1)", "Dial toward imitate", id="dial_up", show=False),
+        Binding("minus", "nudge('temperature', -1)", "Temperature down", id="temperature_down", show=False),
+        Binding("plus,equals_sign", "nudge('temperature', 1)", "Temperature up", id="temperature_up",
+                show=False),
     ]
 
     def __init__(self) -> None:
@@ -58,6 +67,7 @@ class JamScreen(Screen):
         self._quit_timer_set = False
         self.preset_steps = PresetSteps(self.app.preset, user_dir=self.app.user_presets_dir)
         self.status = Status(mode=self.app.preset.mode, preset=self.app.preset.name)
+        self.keymap: dict[str, str] = {}  # binding id -> keys, as the preset in use remaps them
 
     @property
     def bridge(self) -> EngineBridge:
@@ -88,7 +98,9 @@ class JamScreen(Screen):
                 log_panel = EventLog(id="log")
                 log_panel.border_title = "log"
                 yield log_panel
-        yield Footer()
+        # The essentials fit at 80 columns with Quit and Help last; the rest (and ctrl+p, the
+        # command palette) are on the help screen.
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.logs = LogCapture(self)
@@ -187,6 +199,26 @@ class JamScreen(Screen):
         self._update(preset=preset.name, mode=preset.mode, next_preset="")
         self.prepare_model(preset)  # ready before the next start
 
+    def action_nudge(self, setting: str, direction: int) -> None:
+        """One small step of the dial or the temperature, kept in the schema's range. Mid-jam it
+        reaches the jam as a preset change (after the phrase being played, like `]`); stopped, the
+        next jam starts with it. Either way the preset in use keeps it until another is chosen."""
+        part, name, step, label = _NUDGES[setting]
+        current = self.preset_steps.current
+        section = getattr(current, part)
+        lo, hi = next(f.metadata["range"] for f in fields(section) if f.name == name)
+        old = getattr(section, name)
+        new = round(min(hi, max(lo, old + direction * step)), 2)
+        if new == old:
+            self.query_one(EventLog).write_note(f"{label} stays at {old:.2f}, the end of its range", "yellow")
+            return
+        # The mode in use stays: a nudge is not a preset's mode.
+        preset = replace(current, mode=self.mode, **{part: replace(section, **{name: new})})
+        self.preset_steps.current = preset
+        running = self.state == RUNNING and self.bridge.set_preset(preset)
+        self.query_one(EventLog).write_note(
+            f"{label} {old:.2f} → {new:.2f}" + (" after this phrase" if running else ""))
+
     def action_record(self) -> None:
         self._update(recording=not self.status.recording)
         self._set_recording(self.status.recording)
@@ -220,7 +252,18 @@ class JamScreen(Screen):
         keymap, problems = resolve_keymap([*self.BINDINGS, *self.app.BINDINGS], preset.hotkeys)
         for problem in problems:
             log.warning("preset %s: %s", preset.name, problem)
+        self.keymap = keymap
         self.app.set_keymap(keymap)
+
+    def live_bindings(self) -> list[tuple[Binding, str]]:
+        """This screen's bindings and the app's, each with the keys it answers to now."""
+        return live_keys([*self.BINDINGS, *self.app.BINDINGS], self.keymap)
+
+    def key_rows(self) -> list[tuple[str, str, str]]:
+        """(keys as shown, what it does, action id) per binding: the help screen's rows."""
+        return [(" ".join(self.app.get_key_display(Binding(key, "")) for key in keys.split(",")),
+                 binding.description or binding.action, binding.id or "")
+                for binding, keys in self.live_bindings()]
 
     # -- what the bridge reports -----------------------------------------------------------
 
