@@ -326,27 +326,32 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         raise
 
 
-def _player_track(name: str, timed: Sequence[tuple[float, mido.Message]], end_tick: int, *,
-                  tempo: bool) -> mido.MidiTrack:
-    """Delta times come from rounded absolute ticks, so rounding never accumulates."""
+def releases_for(messages: Iterable[mido.Message | mido.MetaMessage]) -> list[mido.Message]:
+    """The note-offs and sustain-pedal ups for what `messages` leave down at their end (a take
+    stopped mid-note, a file cut short), so a written file never leaves a note sounding."""
     held: Counter[tuple[int, int]] = Counter()
     pedal_down: set[int] = set()
-    absolute: list[tuple[int, mido.Message | mido.MetaMessage]] = [(0, mido.MetaMessage("track_name", name=name))]
-    if tempo:
-        absolute.append((0, mido.MetaMessage("set_tempo", tempo=DEFAULT_TEMPO_US)))
-    for t_s, msg in timed:
-        absolute.append((round(t_s * TICKS_PER_S), msg))
+    for msg in messages:
         if msg.type == "note_on" and msg.velocity > 0:
             held[msg.channel, msg.note] += 1
         elif msg.type in ("note_on", "note_off") and held[msg.channel, msg.note] > 0:
             held[msg.channel, msg.note] -= 1
         elif msg.type == "control_change" and msg.control == SUSTAIN_CC:
             (pedal_down.add if msg.value >= 64 else pedal_down.discard)(msg.channel)
-    for (channel, note), count in sorted(held.items()):
-        off = mido.Message("note_off", channel=channel, note=note, velocity=0)
-        absolute += [(end_tick, off)] * count
-    for channel in sorted(pedal_down):
-        absolute.append((end_tick, mido.Message("control_change", channel=channel, control=SUSTAIN_CC, value=0)))
+    releases = [mido.Message("note_off", channel=channel, note=note, velocity=0)
+                for (channel, note), count in sorted(held.items()) for _ in range(count)]
+    return releases + [mido.Message("control_change", channel=channel, control=SUSTAIN_CC, value=0)
+                       for channel in sorted(pedal_down)]
+
+
+def _player_track(name: str, timed: Sequence[tuple[float, mido.Message]], end_tick: int, *,
+                  tempo: bool) -> mido.MidiTrack:
+    """Delta times come from rounded absolute ticks, so rounding never accumulates."""
+    absolute: list[tuple[int, mido.Message | mido.MetaMessage]] = [(0, mido.MetaMessage("track_name", name=name))]
+    if tempo:
+        absolute.append((0, mido.MetaMessage("set_tempo", tempo=DEFAULT_TEMPO_US)))
+    absolute += [(round(t_s * TICKS_PER_S), msg) for t_s, msg in timed]
+    absolute += [(end_tick, msg) for msg in releases_for(msg for _, msg in timed)]
     absolute.append((end_tick, mido.MetaMessage("end_of_track")))
     track = mido.MidiTrack()
     last_tick = 0

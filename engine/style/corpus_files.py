@@ -13,8 +13,8 @@ from pathlib import Path
 
 import mido
 
-from engine.events import PERFORMER, PLAYER_NAMES, SUSTAIN_CC, Note
-from engine.midi.midifile import DEFAULT_MAX_BYTES, MidiFileError, load_midi_events
+from engine.events import PERFORMER, PLAYER_NAMES, Note
+from engine.midi.midifile import DEFAULT_MAX_BYTES, MidiFileError, load_midi_events, releases_for
 from engine.tokens.conditions import estimate_tempo_bpm
 from engine.training.midi_files import (
     DRUM_CHANNEL,
@@ -248,19 +248,7 @@ def _release_held(midi: mido.MidiFile) -> None:
     file ends, so a stored file never leaves a note sounding."""
     end_tick = max((sum(msg.time for msg in track) for track in midi.tracks), default=0)
     for track in midi.tracks:
-        held: Counter[tuple[int, int]] = Counter()
-        pedal_down: set[int] = set()
-        for msg in track:
-            if msg.type == "note_on" and msg.velocity > 0:
-                held[msg.channel, msg.note] += 1
-            elif msg.type in ("note_on", "note_off") and held[msg.channel, msg.note] > 0:
-                held[msg.channel, msg.note] -= 1
-            elif msg.type == "control_change" and msg.control == SUSTAIN_CC:
-                (pedal_down.add if msg.value >= 64 else pedal_down.discard)(msg.channel)
-        releases = [mido.Message("note_off", channel=channel, note=note, velocity=0)
-                    for (channel, note), count in sorted(held.items()) for _ in range(count)]
-        releases += [mido.Message("control_change", channel=channel, control=SUSTAIN_CC, value=0)
-                     for channel in sorted(pedal_down)]
+        releases = releases_for(track)
         gap = end_tick - sum(msg.time for msg in track)
         for i, msg in enumerate(releases):
             track.append(msg.copy(time=gap if i == 0 else 0))
