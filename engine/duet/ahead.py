@@ -208,8 +208,10 @@ class Generation:
     def sync(self, now_s: float) -> None:
         """Keep the model's context warm: take in what was played since the last chunk."""
         until_s = max(self._cursor_s, now_s)
-        self._submit(SyncRequest(self._context(now_s, until_s), until_s, self._context_s, self._conditions,
-                                 self._prime))
+        self._submit(self._sync_request(now_s, until_s))
+
+    def _sync_request(self, now_s: float, until_s: float) -> SyncRequest:
+        return SyncRequest(self._context(now_s, until_s), until_s, self._context_s, self._conditions, self._prime)
 
     def swap_model(self, model, label: str, now_s: float) -> ModelSwapped | None:
         """Write with `model` from the next chunk on. The generation thread takes it between two
@@ -217,8 +219,7 @@ class Generation:
         the notes played so far with it, so the AI's part goes on without a gap. Its result:
         returned when not live."""
         until_s = max(self._cursor_s, now_s)
-        return self._submit(SwapRequest(model, label, self._context(now_s, until_s), until_s, self._context_s,
-                                        self._conditions, self._prime))
+        return self._submit(SwapRequest(model, label, self._sync_request(now_s, until_s)))
 
     def prepare_entry(self, gen: int, now_s: float) -> EntryResult | None:
         """Sample the first note of an answer entering at now_s (`EntryRequest`). Its result:

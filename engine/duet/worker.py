@@ -91,11 +91,7 @@ class SwapRequest:
 
     model: Any
     label: str
-    context: tuple[Note, ...]
-    t_s: float
-    context_s: float
-    conditions: Conditions | None
-    prime: tuple[Note, ...] = ()
+    sync: SyncRequest  # the notes it reads first
 
 
 @dataclass(frozen=True)
@@ -152,8 +148,9 @@ class ChunkGenerator:
         stream and KV cache are dropped with it). Never raises: on a failure the old model stays."""
         started = time.perf_counter()
         try:
-            stream = ContextStream(request.model, self.tokenizer, context_s=request.context_s)
-            stream.sync(request.context, request.t_s, request.conditions, request.context_s, request.prime)
+            read = request.sync
+            stream = ContextStream(request.model, self.tokenizer, context_s=read.context_s)
+            stream.sync(read.context, read.t_s, read.conditions, read.context_s, read.prime)
             stream.flush()
         except Exception as exc:  # noqa: BLE001 - the AI plays on with the model it has
             log.exception("the model %s could not take over", request.label)

@@ -11,7 +11,7 @@ import pytest
 
 from engine.clock import FakeClock
 from engine.duet.jam import Jam
-from engine.duet.worker import ChunkGenerator, ChunkRequest, ChunkResult, GenerationWorker, ModelSwapped, SwapRequest
+from engine.duet.worker import ChunkGenerator, ChunkRequest, ChunkResult, GenerationWorker, ModelSwapped, SwapRequest, SyncRequest
 from engine.events import AI, Note
 from engine.model.cache import ModelCache
 from engine.model.sampling import Sampling
@@ -188,7 +188,7 @@ def test_the_generation_thread_swaps_in_its_turn(playful, tokenizer):
     worker.start()
     try:
         worker.submit(ChunkRequest(0, 1.0, 1.0, context, 10.0, None, sampling))
-        worker.submit(SwapRequest(new, "new", context, 2.0, 10.0, None))
+        worker.submit(SwapRequest(new, "new", SyncRequest(context, 2.0, 10.0, None)))
         worker.submit(ChunkRequest(0, 2.0, 1.0, context, 10.0, None, sampling))
         got = [results.get(timeout=30) for _ in range(3)]
     finally:
@@ -208,7 +208,7 @@ def test_a_failed_swap_keeps_the_old_model(playful, tokenizer):
         def new_cache(self, max_len=None):
             raise RuntimeError("no memory left")
 
-    result = chunks.swap(SwapRequest(Broken(), "broken", (), 0.0, 10.0, None))
+    result = chunks.swap(SwapRequest(Broken(), "broken", SyncRequest((), 0.0, 10.0, None)))
     assert isinstance(result.error, RuntimeError) and chunks.model is playful
     notes = chunks.run(ChunkRequest(0, 0.0, 2.0, (), 10.0, None, Sampling(temperature=1.0), enter=True)).notes
     assert notes and all(n.player == AI for n in notes)
