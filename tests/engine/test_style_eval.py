@@ -49,7 +49,9 @@ def test_polyphony_counts_notes_per_onset_group():
     assert polyphony_values(notes).tolist() == [3.0, 1.0]
 
 
-def test_base_and_style_on_held_out_files(tmp_path, monkeypatch):
+@pytest.fixture
+def base_and_style(tmp_path, monkeypatch):
+    """A tiny base checkpoint and a random rank-4 style for it; one short prompt per file."""
     import torch
 
     from engine.model.adapters import write_random_adapter
@@ -64,7 +66,11 @@ def test_base_and_style_on_held_out_files(tmp_path, monkeypatch):
     config = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=32, n_head=2, n_kv_head=2,
                          intermediate_size=48, max_len=256)
     base = save_checkpoint(tmp_path / "base", new_hf_model(config, seed=0), tokenizer.to_dict())
-    style = write_random_adapter(tmp_path / "style", config, rank=4, std=0.5)
+    return base, write_random_adapter(tmp_path / "style", config, rank=4, std=0.5)
+
+
+def test_base_and_style_on_held_out_files(tmp_path, base_and_style):
+    base, style = base_and_style
     heldout = [_long_file(tmp_path, "a.mid", 20.0), _long_file(tmp_path, "b.mid", 20.0)]
     result = evaluate_style(style, 1.0, heldout, base=base)
     assert result["prompts"] == 2
@@ -79,25 +85,12 @@ def test_base_and_style_on_held_out_files(tmp_path, monkeypatch):
     assert all(math.isfinite(v) for v in (result["base_overlap"], result["style_overlap"]))
 
 
-def test_eval_command_prints_the_table_and_names_bad_input(tmp_path, monkeypatch, capsys):
+def test_eval_command_prints_the_table_and_names_bad_input(tmp_path, base_and_style, capsys):
     import json
 
-    import torch
-
-    from engine.model.adapters import write_random_adapter
-    from engine.model.checkpoint import new_hf_model, save_checkpoint
-    from engine.model.config import ModelConfig
-    from engine.tokens.tokenizer import JamTokenizer
     from jamtui.cli import main
 
-    torch.set_num_threads(1)
-    monkeypatch.setattr(style_eval, "MAX_PROMPTS_PER_FILE", 1)
-    monkeypatch.setattr(style_eval, "CONTINUATION_S", 2.0)
-    tokenizer = JamTokenizer()
-    config = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=32, n_head=2, n_kv_head=2,
-                         intermediate_size=48, max_len=256)
-    base = save_checkpoint(tmp_path / "base", new_hf_model(config, seed=0), tokenizer.to_dict())
-    style = write_random_adapter(tmp_path / "style", config, rank=4, std=0.5)
+    base, style = base_and_style
     folder = tmp_path / "heldout"
     folder.mkdir()
     _long_file(folder, "a.mid", 20.0)
