@@ -1,6 +1,7 @@
 """What the AI's next notes respect while they are sampled: no re-strike of a string it has just
 released (or still holds), the density it should keep, the performer's scale and, accompanying,
-a register under the melody and notes that ring. A `Guide` is plain data the session fills from listening and the
+a register under the melody, notes that ring, chords rather than single notes, and attacks on
+the performer's pulse. A `Guide` is plain data the session fills from listening and the
 preset; `Steering` applies it to one chunk as a mask on top of the note grammar."""
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from engine.events import AI, Note
 from engine.midi.notes import CHORD_S, top_voice
 from engine.presets.schema import Mode, Preset
 from engine.tokens.keys import find_key
+from engine.tokens.pulse import NEAR, pulse_grid
 from engine.tokens.tokenizer import DURATION, PROGRAM, SHIFT, VELOCITY, JamTokenizer
 
 RESTRIKE_GAP_S = 0.06  # a pitch the AI released is not struck again sooner (a pianist's re-strike takes longer)
@@ -22,6 +24,9 @@ MIN_ONSETS_PER_S = 1.0  # a performer's density below this still lets the AI pla
 ACCOMPANY_DENSITY = 0.8  # an accompanist plays a little less than the soloist ...
 ACCOMPANY_UNDER_SHARE = 0.75  # ... and mostly under his melody (his recent median pitch) ...
 ACCOMPANY_MIN_DURATION_S = 0.3  # ... with chords that ring, not clicks
+ACCOMPANY_VOICING = {2: 0.3, 3: 0.5, 4: 0.2}  # ... struck as chords of this many notes (share of attacks) ...
+VOICING_SPACING = 3  # ... whose notes lie at least this many semitones apart (no clusters) ...
+TEMPO_WINDOW_S = 4.0  # ... and on his pulse, where he keeps one, from his attacks in the last this-many seconds
 IMITATE_FROM = 0.5  # above this on the respond <-> imitate dial the AI takes up the performer's motif ...
 MOTIF_NOTES = 8  # ... the melodic steps of his last this-many melody notes
 
@@ -38,6 +43,9 @@ class Guide:
     motif: tuple[int, ...] = ()  # the performer's last melodic steps (semitones), to take up ...
     motif_since_s: float = 0.0  # ... counted from the AI's first melody note after this time ...
     motif_share: float = 0.0  # ... for this share of its melody notes (the imitate side of the dial)
+    voicing: tuple[tuple[int, float], ...] = ()  # (notes per attack, share of attacks): chords, not single notes
+    pulse_s: float | None = None  # an attack starts only on this grid ...
+    pulse_anchor_s: float = 0.0  # ... counted from this time (the performer's last attack)
 
 
 def guide_for(preset: Preset, mode: Mode, performer: Sequence[Note], now_s: float) -> Guide:
@@ -60,12 +68,25 @@ def guide_for(preset: Preset, mode: Mode, performer: Sequence[Note], now_s: floa
     melody = top_voice(recent)[-MOTIF_NOTES:]
     motif = tuple(b.pitch - a.pitch for a, b in zip(melody, melody[1:]))
     imitate = max(0.0, (preset.injection.respond_imitate - IMITATE_FROM) / (1.0 - IMITATE_FROM))
+    pulse_s, anchor_s = _pulse(preset, recent, now_s) if mode is Mode.ACCOMPANY else (None, 0.0)
     return Guide(onsets_per_s=density, scale=key.scale if key is not None else None,
                  scale_share=preset.injection.scale_bias if key is not None else 0.0,
                  ceiling=ceiling, ceiling_share=ACCOMPANY_UNDER_SHARE if ceiling is not None else 0.0,
                  min_duration_s=ACCOMPANY_MIN_DURATION_S if mode is Mode.ACCOMPANY else 0.0,
                  motif=motif, motif_since_s=melody[-1].start_s if melody else 0.0,
-                 motif_share=imitate if len(motif) >= 2 else 0.0)
+                 motif_share=imitate if len(motif) >= 2 else 0.0,
+                 voicing=tuple(ACCOMPANY_VOICING.items()) if mode is Mode.ACCOMPANY else (),
+                 pulse_s=pulse_s, pulse_anchor_s=anchor_s)
+
+
+def _pulse(preset: Preset, recent: Sequence[Note], now_s: float) -> tuple[float | None, float]:
+    """(grid step, anchor) for accompanying: his pulse (`engine.tokens.pulse`, at the preset's
+    tempo when it sets one) from his attacks of the last TEMPO_WINDOW_S; (None, 0) while he
+    keeps none the AI could follow."""
+    tempo = preset.conditioning.tempo_bpm
+    grid = pulse_grid([n.start_s for n in recent if n.start_s > now_s - TEMPO_WINDOW_S],
+                      float(tempo) if isinstance(tempo, (int, float)) else None)
+    return (grid.step_s, grid.anchor_s) if grid is not None else (None, 0.0)
 
 
 class Steering:
@@ -91,6 +112,11 @@ class Steering:
                                           for i in range(tokenizer.vocab_size)]) if guide.min_duration_s > 0 else None
         # The AI's melody since the performer's motif, before this chunk (the chunk's own notes are added per step).
         self._answer = [n for n in self._recent if n.start_s > guide.motif_since_s] if guide.motif_share > 0 else []
+        shifts = [i for i in range(tokenizer.vocab_size) if tokenizer.kind(i) == SHIFT]
+        self._shift_ids = torch.tensor(shifts, dtype=torch.long)
+        self._shift_s = torch.tensor([tokenizer.value(i) * tokenizer.tick_s for i in shifts])
+        self._tolerance_s = max(NEAR * guide.pulse_s / 2, tokenizer.tick_s) if guide.pulse_s else 0.0
+        self._chord_sizes: dict[float, int] = {}  # attack onset -> the notes it is to have
         self.held_back = 0  # notes the density kept from starting (a time shift came instead)
 
     def mask(self, history: Sequence[int], now_s: float, played: Sequence[Note]) -> torch.Tensor | None:
@@ -105,16 +131,28 @@ class Steering:
             keep = torch.ones(self._tok.vocab_size, dtype=torch.bool)
             keep[self._program_id] = False
             return keep
+        if last == DURATION and self._chord_open(now_s, played):
+            keep = torch.ones(self._tok.vocab_size, dtype=torch.bool)
+            keep[self._shift_ids] = False  # the chord's next note, at the same onset
+            return keep
+        if last in (DURATION, SHIFT, None) and self.guide.pulse_s:
+            return self._on_pulse(now_s, attacking=bool(self._attack(now_s, played)))
         return None
 
     def _pitch(self, now_s: float, played: Sequence[Note]) -> torch.Tensor:
         allowed = torch.ones(self._tok.vocab_size, dtype=torch.bool)
         gap_s = self.guide.restrike_gap_s
         for n in (*self._recent, *played):
-            if n.player == AI and n.start_s <= now_s < n.end_s + gap_s and self._tok.pitch_range[0] <= n.pitch:
+            if n.player == AI and n.start_s - CHORD_S <= now_s < n.end_s + gap_s and self._tok.pitch_range[0] <= n.pitch:
                 index = n.pitch - self._tok.pitch_range[0]
                 if index < len(self._pitch_ids):
                     allowed[self._pitch_ids[index]] = False
+        if self.guide.voicing:  # a chord's notes spaced, not a cluster
+            lo = self._tok.pitch_range[0]
+            for n in self._attack(now_s, played):
+                for p in range(n.pitch - VOICING_SPACING + 1, n.pitch + VOICING_SPACING):
+                    if 0 <= p - lo < len(self._pitch_ids):
+                        allowed[self._pitch_ids[p - lo]] = False
         motif = self._motif_step(now_s, played)
         if motif is not None:
             narrowed = allowed & motif
@@ -145,6 +183,44 @@ class Steering:
         mask = torch.zeros(self._tok.vocab_size, dtype=torch.bool)
         mask[self._pitch_ids[target - lo]] = True
         return mask
+
+    def _attack(self, now_s: float, played: Sequence[Note]) -> list[Note]:
+        """The AI's notes struck at `now_s` (within a chord's spread either way: the model's clock
+        runs on its tick grid, a note's onset on the session's)."""
+        return [n for n in (*self._recent, *played) if n.player == AI and abs(now_s - n.start_s) < CHORD_S]
+
+    def _chord_open(self, now_s: float, played: Sequence[Note]) -> bool:
+        """Whether the attack at `now_s` still wants notes: its size is drawn once, at its first note."""
+        if not self.guide.voicing:
+            return False
+        attack = self._attack(now_s, played)
+        if not attack:
+            return False
+        onset_s = min(n.start_s for n in attack)
+        if onset_s not in self._chord_sizes:
+            draw, size = self._draw(), self.guide.voicing[-1][0]
+            for notes, share in self.guide.voicing:
+                if draw < share:
+                    size = notes
+                    break
+                draw -= share
+            self._chord_sizes[onset_s] = size
+        return len(attack) < self._chord_sizes[onset_s]
+
+    def _on_pulse(self, now_s: float, attacking: bool) -> torch.Tensor:
+        """Every time shift lands on the performer's grid (one token reaches it: no crawl of
+        small shifts), and off the grid no new attack may start (a chord's own notes may)."""
+        step_s = self.guide.pulse_s
+        assert step_s
+        keep = torch.ones(self._tok.vocab_size, dtype=torch.bool)
+        into = ((now_s + self._shift_s - self.guide.pulse_anchor_s) / step_s) % 1.0
+        off_grid = torch.minimum(into, 1.0 - into) * step_s > self._tolerance_s
+        if not bool(off_grid.all()):
+            keep[self._shift_ids[off_grid]] = False
+        into_s = (now_s - self.guide.pulse_anchor_s) % step_s
+        if not attacking and min(into_s, step_s - into_s) > self._tolerance_s:
+            keep[self._program_id] = False
+        return keep
 
     def _too_dense(self, now_s: float, played: Sequence[Note]) -> bool:
         if self.guide.onsets_per_s is None:

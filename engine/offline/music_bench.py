@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # The figures a table shows first, in this order (issue 9's table); the rest follow.
 HEADLINE = ("hammer", "key_compat", "in_scale", "density", "answers", "short_answers", "motif_reuse", "copy_rate",
-            "register", "velocity_follow", "oa_mean")
+            "register", "chord_notes", "on_pulse", "velocity_follow", "oa_mean")
 SELF = "performer"
 _MODELS = ModelCache()  # one load per process, whatever the number of trials it runs
 
@@ -83,7 +83,8 @@ def music_bench(performers: Sequence[Path], presets: Sequence[str], work_dir: Pa
 # A ratio counted over units is pooled by its units (a duet with one key window must not
 # weigh as much as one with ten); other figures are plain means over the duets.
 WEIGHTED_BY = {"key_compat": "key_units", "in_scale": "key_units", "answers": "performer_phrases",
-               "motif_reuse": "motif_phrases", "copy_rate": "motif_phrases", "short_answers": "whole_answers"}
+               "motif_reuse": "motif_phrases", "copy_rate": "motif_phrases", "short_answers": "whole_answers",
+               "on_pulse": "pulse_attacks"}
 
 
 def mean_figures(rows: Sequence[Figures]) -> Figures:

@@ -1,5 +1,5 @@
 """The musical figures of a duet, one function each: re-strikes, key agreement, density, answers,
-answer length, motif reuse, register, polyphony and velocity; every constant that defines one is named here."""
+answer length, motif reuse, register, polyphony, chords, pulse and velocity; every constant that defines one is named here."""
 from __future__ import annotations
 
 import bisect
@@ -10,7 +10,8 @@ from typing import Sequence
 import numpy as np
 
 from engine.events import Note
-from engine.midi.notes import top_voice
+from engine.midi.notes import CHORD_S, top_voice
+from engine.tokens.pulse import pulse_grid
 from engine.tokens.keys import compatible, find_key
 
 HAMMER_GAP_S = 0.05  # a re-strike closer than this to the same pitch's release hammers the key
@@ -26,6 +27,7 @@ MOTIF_N = 3  # intervals per motif n-gram (four notes)
 COPY_N = 4  # absolute pitches per copy n-gram
 COPY_SHARE = 0.8  # an AI phrase with this share of its pitch 4-grams in the performer's phrase is a copy
 REGISTER_S = 8.0  # the performer's median pitch over the 8 s before each AI onset
+PULSE_TEMPO_S = 4.0  # pulse: the performer's grid (engine.tokens.pulse) from his attacks in the 4 s before each AI attack
 VELOCITY_STEP_S = 2.0
 VELOCITY_LOOKBACK_S = 4.0
 MIN_VELOCITY_STEPS = 5
@@ -132,17 +134,25 @@ def density(performer: Sequence[Note], ai: Sequence[Note]) -> dict[str, float | 
     return {"density": ratio, "ai_notes_per_s": ai_rate, "performer_notes_per_s": performer_rate}
 
 
-def answers(performer: Sequence[Note], ai: Sequence[Note]) -> dict[str, float | int | None]:
+def answers(performer: Sequence[Note], ai: Sequence[Note], until_s: float | None = None) -> dict[str, float | int | None]:
     """Share of the performer's phrases (1.5 s gaps) followed by an AI onset no later than 3 s
-    after the phrase's last release (and not before it)."""
+    after the phrase's last release (and not before it). A phrase the duet ends too soon after to
+    tell (under 3 s to `until_s`, by default the last release of either player: a performance cut
+    at a time limit, or a recording stopped as he lifted his hands) is not judged unless the AI
+    answered it: `performer_phrases` counts the judged ones, `unjudged_phrases` the others."""
     onsets = sorted(n.start_s for n in ai)
-    calls = phrases(performer, PERFORMER_PHRASE_GAP_S)
-    answered = 0
-    for phrase in calls:
+    if until_s is None:
+        until_s = max((n.end_s for n in (*performer, *ai)), default=0.0)
+    answered = judged = 0
+    for phrase in phrases(performer, PERFORMER_PHRASE_GAP_S):
         end_s = _end(phrase)
         i = bisect.bisect_left(onsets, end_s)
-        answered += i < len(onsets) and onsets[i] - end_s <= ANSWER_WITHIN_S
-    return {"answers": _ratio(answered, len(calls)), "performer_phrases": len(calls)}
+        hit = i < len(onsets) and onsets[i] - end_s <= ANSWER_WITHIN_S
+        if hit or end_s + ANSWER_WITHIN_S <= until_s:
+            judged += 1
+            answered += hit
+    unjudged = len(phrases(performer, PERFORMER_PHRASE_GAP_S)) - judged
+    return {"answers": _ratio(answered, judged), "performer_phrases": judged, "unjudged_phrases": unjudged}
 
 
 def answer_length(performer: Sequence[Note], ai: Sequence[Note]) -> dict[str, float | int | None]:
@@ -232,6 +242,41 @@ def polyphony(ai: Sequence[Note]) -> float | None:
     ends = np.sort([n.end_s for n in ai])
     sounding = np.searchsorted(starts, starts, side="right") - np.searchsorted(ends, starts, side="right")
     return float(sounding.mean())
+
+
+def attacks(notes: Sequence[Note]) -> list[list[Note]]:
+    """Notes grouped by onset: a note within CHORD_S of an attack's first onset joins it."""
+    out: list[list[Note]] = []
+    for n in by_onset(notes):
+        if out and n.start_s - out[-1][0].start_s < CHORD_S:
+            out[-1].append(n)
+        else:
+            out.append([n])
+    return out
+
+
+def chord_notes(ai: Sequence[Note]) -> float | None:
+    """Mean notes struck together per AI attack (1: single notes; an accompanist's voicings, 3-4)."""
+    groups = attacks(ai)
+    return _ratio(sum(len(g) for g in groups), len(groups))
+
+
+def on_pulse(performer: Sequence[Note], ai: Sequence[Note]) -> dict[str, float | int | None]:
+    """Share of AI attacks on the performer's pulse: his grid (`engine.tokens.pulse`: his beat in
+    two, anchored at his last attack) from his attacks in the 4 s before; AI attacks while he keeps
+    no pulse (rubato, runs finer than the grid, silence) are not judged: `pulse_attacks` counts
+    the judged. Random attacks score 0.25."""
+    his = [g[0].start_s for g in attacks(performer)]
+    near = judged = 0
+    for group in attacks(ai):
+        t = group[0].start_s
+        lo, hi = bisect.bisect_left(his, t - PULSE_TEMPO_S), bisect.bisect_right(his, t - CHORD_S)
+        grid = pulse_grid(his[lo:hi])
+        if grid is None:
+            continue
+        judged += 1
+        near += grid.on_grid(t)
+    return {"on_pulse": _ratio(near, judged), "pulse_attacks": judged}
 
 
 def velocity_follow(performer: Sequence[Note], ai: Sequence[Note]) -> float | None:

@@ -55,7 +55,8 @@ def review(performer: Sequence[Note], ai: Sequence[Note], mode: str) -> Figures:
       density: AI notes per second of playing over the performer's (also ai_notes_per_s,
         performer_notes_per_s).
       answers: share of the performer's phrases with an AI onset within 3 s after their end;
-        performer_phrases: how many phrases.
+        performer_phrases: how many were judged (one the duet ends on too soon is not, unless
+        answered: unjudged_phrases).
       answer_notes: median notes of the AI's answers (what it plays between two of his onsets)
         that he did not cut in on (his next onset after their end + 0.8 s); short_answers: share
         of those with 5 notes or fewer; cut_in: share of answers cut in on; whole_answers: how
@@ -65,6 +66,9 @@ def review(performer: Sequence[Note], ai: Sequence[Note], mode: str) -> Figures:
         motif_phrases: AI phrases judged.
       register: share of AI notes below the performer's median pitch of the last 8 s.
       polyphony: mean AI notes sounding at an AI onset.
+      chord_notes: mean AI notes struck together per attack.
+      on_pulse: share of AI attacks on the performer's pulse (his beat in two, from his last
+        attack; random attacks: 0.25); pulse_attacks: attacks judged.
       velocity_follow: correlation of the AI's velocity with the performer's 4 s before.
       ai_velocity_mean/std, performer_velocity_mean/std.
       oa_pitch_class, oa_pitch_range, oa_ioi, oa_note_length, oa_velocity, oa_mean:
@@ -83,6 +87,8 @@ def review(performer: Sequence[Note], ai: Sequence[Note], mode: str) -> Figures:
         **figures.motif_reuse(performer, ai),
         "register": figures.register(performer, ai),
         "polyphony": figures.polyphony(ai),
+        "chord_notes": figures.chord_notes(ai),
+        **figures.on_pulse(performer, ai),
         "velocity_follow": figures.velocity_follow(performer, ai),
         **figures.velocity_stats(performer, ai),
         **overlapping_areas(performer, ai),

@@ -116,3 +116,76 @@ def test_imitating_the_ai_takes_up_the_performers_steps_from_its_own_note(tokeni
     assert pitches_allowed(tokenizer, steering.mask(after_program(tokenizer), 2.5, [])) == {74}  # the next +2
     first = Steering(guide, tokenizer, [], generator=torch.Generator().manual_seed(0))
     assert len(pitches_allowed(tokenizer, first.mask(after_program(tokenizer), 2.0, []))) > 1  # its own start
+
+
+# ---- accompanying: chords, and attacks on his pulse ----
+
+def duration_token(tok) -> list[int]:
+    return [next(i for i, name in enumerate(tok.vocab) if name.startswith("Duration_"))]
+
+
+def shift_ids(tok) -> list[int]:
+    return [i for i, name in enumerate(tok.vocab) if name.startswith("TimeShift_")]
+
+
+def test_an_accompanying_attack_is_a_chord_of_spaced_notes(tokenizer):
+    steering = Steering(Guide(voicing=((3, 1.0),)), tokenizer, [])
+    struck = [Note(2.0, 2.5, 48, 70, AI)]
+    after_note = steering.mask(duration_token(tokenizer), 2.0, struck)
+    assert after_note is not None and not any(bool(after_note[i]) for i in shift_ids(tokenizer))  # another note comes
+    allowed = pitches_allowed(tokenizer, steering.mask(after_program(tokenizer), 2.0, struck))
+    assert {46, 47, 49, 50}.isdisjoint(allowed) and {45, 51, 52} <= allowed  # no cluster around its 48
+    chord = [*struck, Note(2.0, 2.5, 52, 70, AI), Note(2.0, 2.5, 55, 70, AI)]
+    assert steering.mask(duration_token(tokenizer), 2.0, chord) is None  # three notes: the chord is whole
+    later = steering.mask(duration_token(tokenizer), 2.5, chord)  # no attack at 2.5: nothing asks for a note
+    assert later is None
+    # The model's clock runs on its tick grid, a note's onset on the session's: a few ms apart,
+    # the note is still in the attack (else the chord never closes and the pitch is struck again).
+    nearby = [Note(2.0029, 2.5, 48, 70, AI), Note(2.0029, 2.5, 52, 70, AI), Note(2.0029, 2.5, 55, 70, AI)]
+    assert steering.mask(duration_token(tokenizer), 2.0, nearby) is None
+    assert 52 not in pitches_allowed(tokenizer, steering.mask(after_program(tokenizer), 2.0, nearby[:2]))
+    single = Steering(Guide(), tokenizer, [])  # not accompanying: single notes are free
+    assert single.mask(duration_token(tokenizer), 2.0, struck) is None
+
+
+def test_chord_sizes_follow_the_guides_shares(tokenizer):
+    guide = Guide(voicing=((2, 0.5), (4, 0.5)))
+    sizes = []
+    for seed in range(200):
+        steering = Steering(guide, tokenizer, [], generator=torch.Generator().manual_seed(seed))
+        chord = [Note(1.0, 1.5, 40, 70, AI)]
+        while steering.mask(duration_token(tokenizer), 1.0, chord) is not None:
+            chord.append(Note(1.0, 1.5, chord[-1].pitch + 4, 70, AI))
+        sizes.append(len(chord))
+    assert set(sizes) == {2, 4} and 0.38 < sizes.count(2) / 200 < 0.62
+
+
+def test_on_his_pulse_every_shift_lands_on_the_grid_and_off_it_no_attack_starts(tokenizer):
+    steering = Steering(Guide(pulse_s=0.25, pulse_anchor_s=10.0), tokenizer, [])
+    program = tokenizer.token_id(f"Program_{AI}")
+    tolerance_s = max(0.25 * 0.125 / 2, tokenizer.tick_s)
+
+    def landings(mask, now_s):
+        return [now_s + tokenizer.value(i) * tokenizer.tick_s for i in shift_ids(tokenizer) if bool(mask[i])]
+
+    for now_s in (10.5, 10.6):  # on a grid point, then 0.1 s into a 0.25 s step
+        mask = steering.mask(duration_token(tokenizer), now_s, [])
+        assert bool(mask[program]) == (now_s == 10.5)
+        landed = landings(mask, now_s)
+        assert landed and all(abs((t - 10.0 + 0.125) % 0.25 - 0.125) <= tolerance_s + 1e-9 for t in landed)
+    assert any(abs(t - 10.75) < tokenizer.tick_s for t in landings(steering.mask(duration_token(tokenizer), 10.6, []), 10.6))
+    chord = [Note(10.6, 11.0, 48, 70, AI)]  # an attack already struck off the grid (the grid moved): its chord may go on
+    assert bool(steering.mask(duration_token(tokenizer), 10.6, chord)[program])
+
+
+def test_the_accompanying_guide_follows_a_steady_pulse_and_leaves_rubato_free():
+    from engine.duet.guide import guide_for
+    from engine.presets.schema import Mode, Preset
+
+    steady = scale_run(0.0, [60, 62, 64, 65, 67, 69, 71, 72] * 2, step_s=0.5)  # 120 bpm, on the beat
+    guide = guide_for(Preset(), Mode.ACCOMPANY, steady, 8.0)
+    assert guide.pulse_s == pytest.approx(0.25, rel=0.05) and guide.pulse_anchor_s == pytest.approx(7.5)
+    assert guide.voicing and guide_for(Preset(), Mode.CONTINUOUS, steady, 8.0).pulse_s is None
+    free_time = [Note(t, t + 0.2, 60 + i % 7, 70, PERFORMER)
+                 for i, t in enumerate([0.0, 0.37, 0.81, 1.02, 1.55, 1.71, 2.33, 2.46, 3.1, 3.29, 3.77])]
+    assert guide_for(Preset(), Mode.ACCOMPANY, free_time, 4.0).pulse_s is None

@@ -114,6 +114,21 @@ def test_answers_within_three_seconds_count():
     assert review(performer, [], "accompany")["answers"] == 0.0
 
 
+def test_a_phrase_the_duet_ends_on_is_not_judged_unless_answered():
+    # A performance cut at a time limit: its last "phrase" ends where the duet ends, with no
+    # time left to answer it; counting it would make every such duet half unanswered.
+    performer = line(C_MAJOR[:4], step_s=0.5, player=PERFORMER) + line(C_MAJOR[:4], start_s=10.0, step_s=0.5, player=PERFORMER)
+    ai = [Note(3.0, 3.5, 60, 80, AI)]  # answers the first phrase; the duet ends at 12.0 with the second
+    result = review(performer, ai, "call-and-response")
+    assert result["answers"] == 1.0
+    assert result["performer_phrases"] == 1 and result["unjudged_phrases"] == 1
+    # Given a longer duet (the recording ran on 3 s and more after him), the silence counts against the AI.
+    assert figures.answers(performer, ai, until_s=15.0) == {"answers": 0.5, "performer_phrases": 2, "unjudged_phrases": 0}
+    # An answer that did come in the little time left counts.
+    late = [*ai, Note(12.5, 12.8, 62, 80, AI)]
+    assert figures.answers(performer, late)["answers"] == 1.0
+
+
 def test_a_scrap_answer_is_short_unless_the_performer_cut_in():
     call = line(C_MAJOR[:4], step_s=0.5, player=PERFORMER)  # ends at 2.0
     scrap = line([60, 64, 67], start_s=2.5)  # three notes, then nothing until he plays at 10 s
@@ -297,3 +312,29 @@ def test_review_file_takes_the_mode_from_the_recorders_sidecar(tmp_path):
     (tmp_path / "jam.json").write_text(json.dumps({"format": 1, "meta": {"preset": "x", "mode": "call-and-response"}}))
     assert review_file(path)["mode"] == "call-and-response"
     json.dumps(result, allow_nan=False)
+
+
+# ---- chords and pulse ----
+
+def test_chord_notes_counts_notes_struck_together():
+    ai = [Note(0.0, 1.0, 48, 70, AI), Note(0.01, 1.0, 52, 70, AI), Note(0.02, 1.0, 55, 70, AI),  # a rolled triad
+          Note(1.0, 1.5, 50, 70, AI)]  # and a single note
+    assert figures.chord_notes(ai) == pytest.approx(2.0)
+    assert figures.chord_notes([]) is None
+
+
+def test_on_pulse_scores_attacks_on_his_grid_and_leaves_rubato_unjudged():
+    performer = looped([60, 64, 67, 72], 20.0, step_s=0.5)  # 120 bpm: a grid of 0.25 s steps
+    on = line([48, 50] * 30, start_s=0.25, step_s=0.5)  # on the off-beats: on the grid
+    off = line([48, 50] * 30, start_s=0.125, step_s=0.5)  # half way between grid points
+    assert figures.on_pulse(performer, on)["on_pulse"] == 1.0
+    assert figures.on_pulse(performer, off)["on_pulse"] == 0.0
+    rng = random.Random(3)
+    scattered = sorted(rng.uniform(2.0, 19.0) for _ in range(400))
+    share = figures.on_pulse(performer, [Note(t, t + 0.1, 48, 70, AI) for t in scattered])["on_pulse"]
+    assert 0.15 < share < 0.35  # random attacks: about a quarter
+    rubato, t = [], 0.0
+    for i in range(40):  # free time: intervals with no common step
+        t += rng.uniform(0.31, 0.93)
+        rubato.append(Note(t, t + 0.2, 60 + i % 5, 70, PERFORMER))
+    assert figures.on_pulse(rubato, on)["pulse_attacks"] < 0.2 * len(on)
