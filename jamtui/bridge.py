@@ -24,6 +24,7 @@ from jamtui.messages import (
     ModelLoaded,
     ModelLoadFailed,
     ModelLoadStarted,
+    NotesHeard,
     PerformerFinished,
     PortScanFailed,
     PortsScanned,
@@ -41,7 +42,9 @@ log = logging.getLogger(__name__)
 ModelLoader = Callable[..., tuple[Any, Any]]
 PortsProvider = Callable[[], PortList]
 ClockFactory = Callable[[], Clock]
-POLL_INTERVAL_S = 0.1
+POLL_INTERVAL_S = 0.1  # metrics, events and the piano roll's notes: ten readings a second, never one per note
+HEARD_PAST_S = 8.0  # the notes read per poll: the last this-many seconds (the roll shows some of them)
+LISTEN_EVERY = 5  # chord, key and tempo every this-many polls (twice a second): the tempo estimate costs ms
 
 
 def default_recordings_dir() -> Path:
@@ -59,9 +62,9 @@ class EngineBridge:
     `scan`, `recover_recordings`, `prepare_model`, `start`, `stop`, `set_recording` and
     `keep_take` block:
     call them from thread workers (`shutdown` too, or from the app thread when quitting).
-    `poll`, `panic`, `set_mode` and `set_preset` never wait for the model: they run on the app
-    thread. Lifecycle changes are serialised by one lock; model loads are not under it, so a
-    quit never waits for a model to load.
+    `poll`, `panic`, `set_mode`, `set_preset`, `set_ai_muted` and `hand_over` never wait for
+    the model: they run on the app thread. Lifecycle changes are serialised by one lock; model
+    loads are not under it, so a quit never waits for a model to load.
     """
 
     def __init__(self, *, port_opener: PortOpener, ports_provider: PortsProvider, model_loader: ModelLoader | None,
@@ -79,6 +82,7 @@ class EngineBridge:
         self._record_armed = False
         self._failed = None
         self._performer_done = None  # the jam whose .mid performer was said to have ended
+        self._polls = 0
         self._closed = False
         self.saved: list[Path] = []  # every recording saved, for a summary once the screen is gone
 
@@ -225,15 +229,18 @@ class EngineBridge:
     # -- app thread ----------------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Read the jam's metrics and events (neither waits for the model) and post them."""
+        """Read the jam's metrics, events and recent notes (none waits for the model) and post them."""
         jam = self._jam
         if jam is None:
             return
         try:
             events, metrics, output = jam.events(), jam.metrics(), jam.output_stats()
+            recent = jam.recent_notes(HEARD_PAST_S, listen=self._polls % LISTEN_EVERY == 0)
         except RuntimeError:  # stopped between the check and the reads
             return
+        self._polls += 1
         self._post(MetricsUpdated(metrics, output, metrics.preset))
+        self._post(NotesHeard(recent))
         if events:
             self._post(SessionEventsHappened(events))
         if self._performer_done is not jam and jam.performer_done:
@@ -264,6 +271,19 @@ class EngineBridge:
             return False
         jam.set_mode(mode)
         return True
+
+    def set_ai_muted(self, on: bool) -> bool:
+        """Mute or unmute the AI (the jam plays on); False when no jam runs."""
+        jam = self._jam
+        if jam is None:
+            return False
+        jam.set_ai_muted(on)
+        return True
+
+    def hand_over(self) -> bool:
+        """Call-and-response: the AI answers now; False when no jam runs or it is not taking turns."""
+        jam = self._jam
+        return jam is not None and jam.hand_over()
 
     def set_preset(self, preset: Preset) -> bool:
         """Hand the jam `preset` for after the phrase it plays now; False when no jam runs. A

@@ -75,6 +75,16 @@ class MetricsUpdated(Message):
         self.preset_name = preset_name
 
 
+class NotesHeard(Message):
+    """Both players' last seconds as heard, the AI's written-ahead notes and what the jam hears
+    of the performer: `recent` is an `engine.duet.heard.RecentNotes` (one per poll, not per note;
+    its `listening` and `key` only every few polls, else None)."""
+
+    def __init__(self, recent) -> None:
+        super().__init__()
+        self.recent = recent
+
+
 class SessionEventsHappened(Message):
     """`engine.duet.session.SessionEvent`s since the last poll, oldest first."""
 

@@ -1,5 +1,5 @@
-"""The commands a performer sends a running session (mode, preset, model, panic): posted from any
-thread, taken in order by the session's control thread."""
+"""The commands a performer sends a running session (mode, preset, model, panic, hand over): posted
+from any thread, taken in order by the session's control thread."""
 from __future__ import annotations
 
 import queue
@@ -34,12 +34,17 @@ class Panic:
     """Drop what generation has scheduled; the output itself is silenced by the sender at once."""
 
 
-Command = SetMode | SetPreset | SetModel | Panic
+@dataclass(frozen=True)
+class HandOver:
+    """Call-and-response: the AI answers the phrase played so far now, as the hand-over key asks."""
+
+
+Command = SetMode | SetPreset | SetModel | Panic | HandOver
 
 
 class Commands:
-    """A thread-safe queue of `Command`s. `set_mode`, `set_preset`, `set_model` and `panic`
-    from any thread; `drain` on the control thread only."""
+    """A thread-safe queue of `Command`s. `set_mode`, `set_preset`, `set_model`, `panic` and
+    `hand_over` from any thread; `drain` on the control thread only."""
 
     def __init__(self) -> None:
         self._queue: queue.Queue[Command] = queue.Queue()
@@ -58,6 +63,9 @@ class Commands:
 
     def panic(self) -> None:
         self._queue.put(Panic())
+
+    def hand_over(self) -> None:
+        self._queue.put(HandOver())
 
     def drain(self) -> Iterator[Command]:
         """The commands posted so far, oldest first, including any posted while it runs."""

@@ -1,7 +1,7 @@
 """`Jam`: one jam's whole lifecycle, the one both faces drive (`jamtui jam --headless`, the
 console, the bench): the preset's model and styles, the ports, the session, the port watcher and
 the recorder, started and stopped in the right order, ending in silence; another model or style
-loaded in the background mid-jam."""
+loaded in the background mid-jam; the AI muted, the turn handed over, what was heard lately."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.clock import Clock, FakeClock, MonotonicClock
+from engine.duet.heard import HeardNotes, RecentNotes
+from engine.duet.mute import MutableOutput
 from engine.duet.report import SessionEvent, SessionMetrics
 from engine.duet.session import Session
 from engine.midi.ports import VIRTUAL_IN, VIRTUAL_OUT, PortOpener, open_ports
@@ -20,7 +22,7 @@ from engine.midi.scheduler import SchedulerStats
 from engine.midi.watch import PortWatcher
 from engine.model.adapters import AdapterWeights, adapter_weights
 from engine.model.cache import LoadedModel, ModelCache
-from engine.presets.schema import Preset, PresetError, resolve_adapters, resolve_model_path
+from engine.presets.schema import Mode, Preset, PresetError, resolve_adapters, resolve_model_path
 from engine.realtime import quiet_the_interpreter
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,8 @@ class Jam:
 
     `load_model` (blocking; the console calls it in a worker) and `start` may be called from
     any one thread at a time; `stop` is safe to repeat. While it runs, `set_mode`,
-    `set_preset`, `panic`, `metrics`, `output_stats`, `events` and `record` are safe from any
-    thread. The clock is injected: on a `FakeClock` the music runs on no thread and the caller
+    `set_preset`, `panic`, `set_ai_muted`, `hand_over`, `metrics`, `output_stats`, `events`,
+    `recent_notes` and `record` are safe from any thread. The clock is injected: on a `FakeClock` the music runs on no thread and the caller
     drives it with `advance` (a model switched to mid-jam still loads on a thread of its own:
     `wait_for_model` waits for it).
     """
@@ -79,6 +81,8 @@ class Jam:
         self._settled.set()
         self._session: Session | None = None
         self._ports: tuple[Any, Any] | None = None
+        self._voice: MutableOutput | None = None  # the AI's output, with its mute
+        self._heard: HeardNotes | None = None  # the session's recorder: what was heard, passed on
         self._watcher: PortWatcher | None = None
         self._recorder: SessionRecorder | None = None
         self._stopped = False
@@ -108,8 +112,11 @@ class Jam:
             source, sink = self._open(self.input_spec, self.output_spec, self.clock)
             self._ports = (source, sink)
             try:
-                self._session = Session(source, sink, loaded.model, loaded.tokenizer, self._preset, clock=self.clock,
-                                        on_event=self._on_event, seed=self._seed)
+                voice = self._voice = MutableOutput(sink)
+                session = self._session = Session(source, voice, loaded.model, loaded.tokenizer, self._preset,
+                                                  clock=self.clock, on_event=self._on_event, seed=self._seed)
+                self._heard = HeardNotes(ai_heard=lambda: voice.heard_last, origin_ns=lambda: session.start_ns)
+                session.set_recorder(self._heard)
                 if record:
                     self._start_recorder_locked()
                 if self.live:
@@ -208,6 +215,35 @@ class Jam:
         self._running_session().panic()
         log.warning("panic: all notes and sound off on every channel")
 
+    @property
+    def ai_muted(self) -> bool:
+        voice = self._voice
+        return voice is not None and voice.muted
+
+    def set_ai_muted(self, on: bool) -> None:
+        """Muted, the AI's new notes do not sound nor get recorded while the jam plays on (its
+        model keeps writing, so it comes back in time); notes sounding end at their own offs."""
+        self._running_session()
+        self._voice.set_muted(on)
+        log.debug("AI %s", "muted" if on else "unmuted")
+
+    def hand_over(self) -> bool:
+        """Call-and-response: the AI answers the phrase played so far now (once no key is down),
+        as the preset's hand-over key would have it. False in the other modes: nothing to hand over."""
+        session = self._running_session()
+        if session.mode is not Mode.CALL_AND_RESPONSE:
+            return False
+        session.remote.hand_over()
+        return True
+
+    def recent_notes(self, past_s: float = 10.0, *, listen: bool = True) -> RecentNotes:
+        """Both players' notes of the last `past_s` as heard, the AI's written ahead of now (not
+        sounded yet; none while muted) and, with `listen`, the performer's chord, key and tempo."""
+        session = self._running_session()
+        now_s = (self.clock.now_ns() - session.start_ns) / 1e9
+        return self._heard.recent(now_s - past_s, now_s, session.remote.ai_notes(), ai_muted=self.ai_muted,
+                                  listen=listen)
+
     def metrics(self) -> SessionMetrics:
         return self._running_session().metrics()
 
@@ -300,13 +336,13 @@ class Jam:
                                          "mode": str(self.mode)})
         recorder.start()
         self._recorder = recorder
-        self._session.set_recorder(recorder)
+        self._heard.recorder = recorder
 
     def _close_recorder_locked(self, session: Session) -> tuple[Path | None, str | None]:
         recorder, self._recorder = self._recorder, None
         if recorder is None:
             return None, None
-        session.set_recorder(None)
+        self._heard.recorder = None
         m = session.metrics()
         timings = {"response_ms_p50": m.response_latency_ms_p50, "response_ms_p99": m.response_latency_ms_p99,
                    "rtf": m.rtf, "send_lateness_ms_p99": m.lateness_ms_p99, "dropped_onsets": m.dropped_onsets}

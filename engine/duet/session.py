@@ -9,7 +9,7 @@ from typing import Any, Callable
 from engine.clock import Clock, FakeClock, MonotonicClock, s_to_ns
 from engine.events import MidiEvent, Note
 from engine.duet.ahead import Generation
-from engine.duet.control import Commands, Panic, SetMode, SetModel, SetPreset
+from engine.duet.control import Commands, HandOver, Panic, SetMode, SetModel, SetPreset
 from engine.duet.echo import EchoMeter, EchoWindows
 from engine.duet.guide import KEY_WINDOW_S, Guide, guide_for
 from engine.duet.injection import input_delay_s, interleave
@@ -17,6 +17,7 @@ from engine.duet.performer import PerformerTrack, Took
 from engine.duet.playing import AIPart
 from engine.duet.prime import read_prime
 from engine.duet.report import CueTimer, EventKind, Report, SessionEvent, SessionMetrics
+from engine.duet.remote import SessionRemote
 from engine.duet.settings import injection_in, injection_of, prime_of
 from engine.duet.turns import Turns
 from engine.duet.worker import ChunkResult, EntryResult, ModelSwapped, NoteResult
@@ -37,8 +38,8 @@ class Session:
     `Generation` that writes the AI's part ahead of the clock, the `AIPart` that fits, schedules
     and sends it, the `Commands` other threads post, the `Report` (events and counters) and the
     `EchoMeter`.
-    `set_mode`, `set_preset`, `set_model`, `panic`, `metrics` and `events` are safe from any
-    thread: the commands are applied by the control thread at its next tick.
+    `set_mode`, `set_preset`, `set_model`, `panic`, `metrics`, `events` and `remote` are safe from
+    any thread: the commands are applied by the control thread at its next tick.
     """
 
     def __init__(self, input_port, output_port, model, tokenizer, preset: Preset, *, clock: Clock | None = None,
@@ -65,6 +66,7 @@ class Session:
                           turns=self._turns, report=self._report, cues=self._cues, channel=channel,
                           recorder=lambda: self.recorder, on_error=lambda exc: self._fail("output", exc))
         self.scheduler = self._ai.scheduler
+        self.remote = SessionRemote(self._commands, self._generation)  # hand over now, the AI's part as written
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live = self._started = self._stopped = False
@@ -220,6 +222,8 @@ class Session:
                     # Also drops onsets a chunk scheduled between the silence and this tick.
                     self._reset_generation(now_ns)
                     self._report.emit(EventKind.PANICKED, now_s)
+                case HandOver() if self.mode is Mode.CALL_AND_RESPONSE:
+                    self._turns.hand_over(self.performer)
 
     def _change_mode(self, mode: Mode, now_s: float) -> None:
         self._reset_generation(self.start_ns + s_to_ns(now_s))

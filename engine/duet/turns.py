@@ -145,6 +145,12 @@ class Turns:
         else:
             self._emit(EventKind.AI_PHRASE_ENDED, now_s)
 
+    def hand_over(self, performer: PerformerTrack) -> None:
+        """The performer hands the turn over now (the console's key): as the hand-over key does,
+        the answer starts once no key is down; with no phrase played there is nothing to answer."""
+        if self._end_s is None:
+            performer.handover = bool(performer.phrase)
+
     def clear(self) -> None:
         """No turn any more (a panic, a mode change): the next one starts from a new call."""
         self._end_s = None

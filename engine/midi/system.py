@@ -73,7 +73,8 @@ def compiled_apis() -> list[str]:
 
 
 def resolve_api(name: str | None = None) -> str:
-    """The MIDI API to use: `name`, else $JAMTUI_MIDI_API, else the first one that works here."""
+    """The MIDI API to use: `name`, else $JAMTUI_MIDI_API, else the first one that works here,
+    asked again at every call (so a rescan finds a JACK server started after the console)."""
     name = (name or os.environ.get(API_ENV) or "auto").lower()
     if name not in API_NAMES:
         raise PortError(f"unknown MIDI API '{name}' (choose from {', '.join(API_NAMES)})")

@@ -1,8 +1,10 @@
 """The jam screen: pick ports, start and stop the duet with the model, switch mode and preset,
-panic, record, keep the last take, and watch the meters and the session's events."""
+panic, record, keep the last take, mute the AI, hand the turn over, tap a tempo, and watch both
+players on the piano roll, the meters and the session's events."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import fields, replace
 from pathlib import PurePath
 
@@ -14,6 +16,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
+from engine.duet.tap_tempo import TapTempo
 from engine.presets.schema import MODES, Preset
 from jamtui import messages as msg
 from jamtui.bridge import EngineBridge
@@ -22,6 +25,7 @@ from jamtui.hotkeys import live_keys, resolve_keymap
 from jamtui.preset_steps import PresetSteps
 from jamtui.widgets.eventlog import EventLog
 from jamtui.widgets.meters import Meters
+from jamtui.widgets.piano_roll import LEGEND, PianoRoll
 from jamtui.widgets.ports import PortsPanel
 from jamtui.widgets.status import RUNNING, STARTING, STOPPED, STOPPING, JamStatus, Status
 
@@ -52,6 +56,10 @@ class JamScreen(Screen):
         Binding("right_square_bracket", "step_preset(1)", "Next preset", id="next_preset", group=_PRESET),
         Binding("p", "panic", "Panic", id="panic"),
         Binding("r", "record", "Record", id="record"),
+        Binding("a", "toggle_ai", "AI on/off", id="ai_mute", show=False),
+        Binding("g", "hand_over", "Hand over now (go)", id="hand_over", show=False),
+        Binding("t", "tap_tempo", "Tap tempo", id="tap_tempo", show=False),
+        Binding("T", "follow_tempo", "Tempo: follow me", id="tempo_follow", show=False),
         Binding("k", "keep_take", "Keep take", id="keep_take", show=False),
         Binding("s", "rescan", "Rescan", id="rescan", show=False),
         Binding("less_than_sign", "nudge('dial', -1)", "Dial toward respond", id="dial_down", show=False),
@@ -68,6 +76,8 @@ class JamScreen(Screen):
         self.preset_steps = PresetSteps(self.app.preset, user_dir=self.app.user_presets_dir)
         self.status = Status(mode=self.app.preset.mode, preset=self.app.preset.name)
         self.keymap: dict[str, str] = {}  # binding id -> keys, as the preset in use remaps them
+        self.taps = TapTempo()
+        self.tap_clock = time.monotonic  # seconds; a test may hand in another clock
 
     @property
     def bridge(self) -> EngineBridge:
@@ -92,9 +102,10 @@ class JamScreen(Screen):
             yield PortsPanel(id="ports")
             with Vertical(id="right"):
                 yield JamStatus(id="status")
-                meters = Meters(id="meters")
-                meters.border_title = "meters"
-                yield meters
+                yield Meters(id="meters")
+                roll = PianoRoll(id="roll")
+                roll.border_title = LEGEND
+                yield roll
                 log_panel = EventLog(id="log")
                 log_panel.border_title = "log"
                 yield log_panel
@@ -192,6 +203,7 @@ class JamScreen(Screen):
             self._tell("no other preset to switch to", severity="warning")
             return
         self._apply_hotkeys(preset)
+        self._update(told_bpm=preset.conditioning.tempo_bpm)  # a preset brings its own tempo, or none
         if self.state == RUNNING and self.bridge.set_preset(preset):
             if preset.name != self.status.preset:
                 self._update(next_preset=preset.name)
@@ -212,12 +224,53 @@ class JamScreen(Screen):
         if new == old:
             self.query_one(EventLog).write_note(f"{label} stays at {old:.2f}, the end of its range", "yellow")
             return
-        # The mode in use stays: a nudge is not a preset's mode.
-        preset = replace(current, mode=self.mode, **{part: replace(section, **{name: new})})
+        self._play_changed(part, replace(section, **{name: new}), f"{label} {old:.2f} → {new:.2f}")
+
+    def _play_changed(self, part: str, section, words: str) -> None:
+        """The preset in use with one section changed, for the jam (after the phrase being played)
+        and the next start; the mode in use stays (a change of one setting is not a preset's mode)."""
+        preset = replace(self.preset_steps.current, mode=self.mode, **{part: section})
         self.preset_steps.current = preset
         running = self.state == RUNNING and self.bridge.set_preset(preset)
-        self.query_one(EventLog).write_note(
-            f"{label} {old:.2f} → {new:.2f}" + (" after this phrase" if running else ""))
+        self.query_one(EventLog).write_note(words + (" after this phrase" if running else ""))
+
+    def action_toggle_ai(self) -> None:
+        """Mute the AI or bring it back; the jam, its model and its clock go on either way."""
+        muted = not self.status.ai_muted
+        if not self.bridge.set_ai_muted(muted):
+            self._tell("nothing is playing")
+            return
+        self._update(ai_muted=muted)
+        self.query_one(EventLog).write_note("AI muted: it listens on, silently (a brings it back)" if muted
+                                            else "AI back in", "bold yellow" if muted else "bold")
+
+    def action_hand_over(self) -> None:
+        """Call-and-response: the AI answers the phrase played so far, now."""
+        if self.state != RUNNING:
+            self._tell("nothing is playing")
+        elif not self.bridge.hand_over():
+            self._tell("hand-over is for call-and-response (1)", severity="warning")
+        else:
+            self.query_one(EventLog).write_note("handed over: the AI answers now (once your keys are up)", "cyan")
+
+    def action_tap_tempo(self) -> None:
+        """Two taps or more set the tempo the model is told (after the phrase being played, like a nudge)."""
+        bpm = self.taps.tap(self.tap_clock())
+        if bpm is None:
+            self.query_one(EventLog).write_note("tap tempo: tap again on the beat")
+        elif round(bpm) != round(self.status.told_bpm or 0):
+            self._tell_tempo(bpm)
+
+    def action_follow_tempo(self) -> None:
+        """The model is told no tempo again: it follows the performer's pulse."""
+        self.taps = TapTempo()
+        self._tell_tempo(None)
+
+    def _tell_tempo(self, bpm: float | None) -> None:
+        conditioning = replace(self.preset_steps.current.conditioning, tempo_bpm=bpm)
+        self._update(told_bpm=bpm)
+        self._play_changed("conditioning", conditioning,
+                           f"tempo told {bpm:.0f} bpm" if bpm else "tempo told none: the AI follows your pulse")
 
     def action_record(self) -> None:
         self._update(recording=not self.status.recording)
@@ -293,17 +346,20 @@ class JamScreen(Screen):
             self.set_timer(self.app.quit_after_s, self.app.action_quit)
         turn = "your turn" if message.mode == "call-and-response" else ""
         self.query_one(Meters).started()
+        self.query_one(PianoRoll).show(None)
         self.query_one(EventLog).write_note(
             f"jam started: {message.input_name} → {message.output_name}, preset {message.preset_name}, "
             f"{message.mode}", "bold green")
         self._update(state=RUNNING, route=f"{message.input_name} → {message.output_name}", mode=message.mode,
-                     preset=message.preset_name, turn=turn)
+                     preset=message.preset_name, turn=turn, ai_muted=False,
+                     told_bpm=self.preset_steps.current.conditioning.tempo_bpm)
 
     def on_jam_stopped(self, message: msg.JamStopped) -> None:
         self.query_one(Meters).stopped()
         if self.state in (RUNNING, STOPPING):  # not a start that failed: that one logged why
             self.query_one(EventLog).write_note("jam stopped; the output is silent", "bold")
-        self._update(state=STOPPED, recording_now=False, turn="", next_preset="")
+        self._update(state=STOPPED, recording_now=False, turn="", next_preset="", ai_muted=False, chord="", key="",
+                     tempo_bpm=None)
         if self.app.focused is None:  # focus left with the disabled ports panel; bring it back
             self.query_one("#inputs").focus()
 
@@ -320,6 +376,20 @@ class JamScreen(Screen):
             changes["turn"] = ""
         elif not self.status.turn and self.state == RUNNING:
             changes["turn"] = "your turn"
+        if any(getattr(self.status, k) != v for k, v in changes.items()):
+            self._update(**changes)
+
+    def on_notes_heard(self, message: msg.NotesHeard) -> None:
+        recent = message.recent
+        self.query_one(PianoRoll).show(recent)
+        listening = recent.listening
+        if listening is None:  # chord, key and tempo come with some polls only
+            return
+        changes = {"chord": listening.chord_name or "", "key": recent.key.name if recent.key is not None else "",
+                   "tempo_bpm": listening.tempo_bpm}
+        if changes["tempo_bpm"] is not None and self.status.tempo_bpm is not None \
+                and abs(changes["tempo_bpm"] - self.status.tempo_bpm) < 1:
+            del changes["tempo_bpm"]  # no redraw for a beat that wavers by a fraction
         if any(getattr(self.status, k) != v for k, v in changes.items()):
             self._update(**changes)
 

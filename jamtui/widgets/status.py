@@ -1,4 +1,5 @@
-"""The status block: whether the jam runs and where, its mode and turn, preset, model and recording."""
+"""The status block: whether the jam runs and where, its mode and turn, what it hears of the performer
+(chord, key, tempo) and the tempo it tells the model, whether the AI is muted, preset, model and recording."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,6 +24,11 @@ class Status:
     recording: bool = False  # armed: records whenever the jam runs
     recording_now: bool = False
     problem: str = ""  # the last engine error, shown until the next start
+    ai_muted: bool = False
+    chord: str = ""  # what the jam hears the performer play now ...
+    key: str = ""
+    tempo_bpm: float | None = None  # ... his pulse
+    told_bpm: float | None = None  # the tempo the model is told (tapped), None: it follows his pulse
 
 
 class JamStatus(Widget):
@@ -42,6 +48,8 @@ class JamStatus(Widget):
             text.append(f"■ {s.state}", style="bold")
             if s.state == STOPPED:
                 text.append("  (space to start)", style="dim")
+        if s.ai_muted:
+            text.append("  AI muted", style="bold yellow")
         if s.recording_now:
             text.append("   ● REC", style="bold red")
         elif s.recording:
@@ -50,6 +58,8 @@ class JamStatus(Widget):
         text.append(s.mode, style="bold")
         if s.turn:
             text.append(f"  · {s.turn}")
+        text.append("\nhears   ", style="dim")
+        text.append(_hears(s))
         text.append("\npreset  ", style="dim")
         text.append(s.preset, style="bold")
         if s.next_preset:
@@ -64,3 +74,18 @@ class JamStatus(Widget):
         if s.problem:
             text.append(f"\n✖ {s.problem}", style="bold red")
         return text
+
+
+def _hears(s: Status) -> Text:
+    """The performer's chord, key and tempo as the jam hears them ("–" for what it cannot tell yet),
+    and the tempo the model is told when one was tapped."""
+    text = Text()
+    text.append(s.chord or "–", style="bold")
+    text.append("  key ", style="dim")
+    text.append(s.key or "–", style="bold")
+    text.append("  ")
+    text.append(f"{s.tempo_bpm:.0f}" if s.tempo_bpm else "–", style="bold")
+    text.append(" bpm")
+    if s.told_bpm:
+        text.append(f"  told {s.told_bpm:.0f}", style="magenta")
+    return text

@@ -1,10 +1,11 @@
 """The jam's one lifecycle (`engine.duet.jam.Jam`) on a fake clock and in-memory ports: the
-preset's model loaded once, start/stop in order ending in silence, recording on and off, and
-the commands a face sends while it plays."""
+preset's model loaded once, start/stop in order ending in silence, recording on and off, the
+commands a face sends while it plays (the AI muted, the turn handed over) and what it reads."""
 from __future__ import annotations
 
 import json
 
+import mido
 import pytest
 
 from engine.clock import FakeClock
@@ -13,6 +14,7 @@ from engine.events import ALL_NOTES_OFF_CC, ALL_SOUND_OFF_CC, Kind
 from engine.midi.memory import MemoryInputPort, MemoryOutputPort
 from engine.model.cache import ModelCache
 from engine.presets.schema import Preset
+from tests.midi_checks import assert_balanced
 
 PHRASE = [60, 64, 67, 72]
 
@@ -48,10 +50,10 @@ def strict_json(path):
     return json.loads(path.read_text(), parse_constant=reject)
 
 
-def play_phrase(jam: Jam, ports: Ports, start_s: float, step_s: float = 0.2) -> float:
+def play_phrase(jam: Jam, ports: Ports, start_s: float, step_s: float = 0.2, pitches=PHRASE) -> float:
     """The phrase played on the fake clock; returns when its last key went up."""
     t_s = start_s
-    for pitch in PHRASE:
+    for pitch in pitches:
         jam.advance(t_s)
         ports.source.feed(bytes((0x90, pitch, 90)), jam.clock.now_ns())
         jam.advance(t_s + step_s * 0.9)
@@ -160,3 +162,74 @@ def test_commands_reach_the_session(make_jam):
     jam.stop()
     with pytest.raises(RuntimeError, match="not running"):
         jam.set_mode("accompany")
+
+
+def ons_from(ports: Ports, from_ns: int, until_ns: int | None = None) -> list:
+    return [e for e in ports.sink.events if e.is_note_on and e.t_ns >= from_ns and (until_ns is None or e.t_ns < until_ns)]
+
+
+def test_muted_the_ai_sounds_nothing_new_and_nothing_hangs(make_jam):
+    jam, ports, _ = make_jam(Preset(mode="continuous"))
+    jam.start(record=True)
+    jam.advance(3.0)
+    assert ons_from(ports, 0) and not jam.ai_muted
+    jam.set_ai_muted(True)
+    muted_ns = jam.clock.now_ns()
+    jam.advance(6.0)
+    unmuted_ns = jam.clock.now_ns()
+    assert jam.ai_muted and ons_from(ports, muted_ns, unmuted_ns) == []
+    assert jam.metrics().notes_out > len(ons_from(ports, 0))  # the model played on, unheard
+    assert jam.recent_notes(3.0).ai_ahead == ()  # nothing is drawn as about to sound either
+    jam.set_ai_muted(False)
+    jam.advance(9.0)
+    assert ons_from(ports, unmuted_ns)  # back in, without a restart
+    summary = jam.stop()
+    assert_balanced(ports.sink.events)
+    [ai_track] = [t for t in mido.MidiFile(summary.recording).tracks if any(m.type == "note_on" for m in t)][-1:]
+    assert sum(m.type == "note_on" and m.velocity > 0 for m in ai_track) == len(ons_from(ports, 0))
+
+
+def test_hand_over_starts_the_answer_at_once(make_jam):
+    # A phrase gap of 5 s (three notes are too few to read a pulse from): left alone the AI
+    # waits; handed over, it answers within moments.
+    jam, ports, _ = make_jam(Preset(phrase_gap_s=5.0))
+    jam.start()
+    end_s = play_phrase(jam, ports, 0.5, pitches=PHRASE[:3])
+    jam.advance(end_s + 1.0)
+    assert ons_from(ports, 0) == []
+    assert jam.hand_over() is True
+    handed_ns = jam.clock.now_ns()
+    jam.advance(end_s + 1.5)
+    [first, *_] = ons_from(ports, 0)
+    assert handed_ns <= first.t_ns < handed_ns + 300_000_000
+    assert "ai_phrase_started" in [e.kind for e in jam.events()]
+    jam.set_mode("accompany")
+    jam.advance(end_s + 1.6)
+    assert jam.hand_over() is False  # no turns to hand over
+    jam.stop()
+
+
+def test_hand_over_with_nothing_played_answers_nothing(make_jam):
+    jam, ports, _ = make_jam()
+    jam.start()
+    jam.hand_over()
+    jam.advance(2.0)
+    assert ons_from(ports, 0) == [] and "ai_phrase_started" not in [e.kind for e in jam.events()]
+    jam.stop()
+
+
+def test_recent_notes_show_both_players_and_what_is_written_ahead(make_jam):
+    jam, ports, _ = make_jam()
+    jam.start()
+    end_s = play_phrase(jam, ports, 0.5)
+    jam.advance(end_s + 0.9)  # the answer has begun and is written ahead of the clock
+    recent = jam.recent_notes(10.0)
+    assert recent.now_s == pytest.approx(end_s + 0.9)
+    assert [n.pitch for n in recent.performer] == PHRASE
+    assert recent.listening.chord is not None and recent.listening.chord.name == "C"
+    assert recent.key is not None and recent.key.name == "C"
+    sounded = [e for e in ports.sink.events if e.is_note_on]
+    assert [n.pitch for n in recent.ai_sounded] == [e.number for e in sounded]
+    assert recent.ai_ahead and all(n.start_s > recent.now_s for n in recent.ai_ahead)
+    assert all(n.start_s <= recent.now_s for n in recent.ai_sounded)
+    jam.stop()
