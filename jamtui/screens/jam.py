@@ -23,6 +23,7 @@ from jamtui.bridge import EngineBridge
 from jamtui.logs import LogCapture
 from jamtui.hotkeys import live_keys, resolve_keymap
 from jamtui.preset_steps import PresetSteps
+from jamtui.screens.panels import Panels
 from jamtui.widgets.eventlog import EventLog
 from jamtui.widgets.meters import Meters
 from jamtui.widgets.piano_roll import LEGEND, PianoRoll
@@ -40,7 +41,7 @@ _TURN_BY_EVENT = {"ai_phrase_started": "AI answering", "ai_phrase_ended": "your 
                   "panicked": "your turn"}
 
 
-class JamScreen(Screen):
+class JamScreen(Panels, Screen):
     """Commands go down to the app's `EngineBridge`; what happened comes back as messages."""
 
     # The footer shows a group as its keys and one label: "m 1 2 3 Mode", "[ ] Preset"; `show=False`
@@ -67,6 +68,9 @@ class JamScreen(Screen):
         Binding("minus", "nudge('temperature', -1)", "Temperature down", id="temperature_down", show=False),
         Binding("plus,equals_sign", "nudge('temperature', 1)", "Temperature up", id="temperature_up",
                 show=False),
+        Binding("f2", "presets", "Presets", id="presets", show=False),
+        Binding("f3", "styles", "Styles", id="styles", show=False),
+        Binding("f4", "train", "Train a style", id="train", show=False),
     ]
 
     def __init__(self) -> None:
@@ -202,6 +206,12 @@ class JamScreen(Screen):
         if preset is None:
             self._tell("no other preset to switch to", severity="warning")
             return
+        self.use_preset(preset)
+
+    def use_preset(self, preset: Preset) -> None:
+        """Play `preset` from now on: mid-jam after the phrase being played (a new style loads in
+        the background), stopped at the next start."""
+        self.preset_steps.current = preset
         self._apply_hotkeys(preset)
         self._update(told_bpm=preset.conditioning.tempo_bpm)  # a preset brings its own tempo, or none
         if self.state == RUNNING and self.bridge.set_preset(preset):
