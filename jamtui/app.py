@@ -22,7 +22,7 @@ from jamtui.bridge import (
     default_recordings_dir,
 )
 from jamtui.commands import JamCommands
-from jamtui.screens.help import HelpScreen
+from jamtui.screens.help import HelpScreen, key_rows, panel_bindings
 from jamtui.screens.jam import JamScreen
 
 
@@ -65,12 +65,16 @@ class JamApp(App):
         )
 
     def action_help(self) -> None:
-        """Every binding of the live keymap (the screen's, with the preset's remapping)."""
+        """Every binding of the live keymap: the jam screen's with the preset's remapping, or a
+        panel's own (presets, styles, training) and the app's keys it leaves free."""
         if isinstance(self.screen, HelpScreen):
             return
-        rows = self.screen.key_rows() if isinstance(self.screen, JamScreen) else []
-        preset = self.screen.status.preset if isinstance(self.screen, JamScreen) else ""
-        self.push_screen(HelpScreen(rows, preset))
+        if isinstance(self.screen, JamScreen):
+            self.push_screen(HelpScreen(self.screen.key_rows(), self.screen.status.preset))
+            return
+        jam = next((s for s in self.screen_stack if isinstance(s, JamScreen)), None)
+        bindings = panel_bindings(self.screen.BINDINGS, self.BINDINGS, jam.keymap if jam else {})
+        self.push_screen(HelpScreen(key_rows(self, bindings)))
 
     async def action_quit(self) -> None:
         # Silence before the terminal is handed back; blocking the UI for it is fine here.

@@ -2,11 +2,33 @@
 remapping included, with the action id a `[hotkeys]` table moves it by. Esc, q or ? closes it."""
 from __future__ import annotations
 
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
+
+from jamtui.hotkeys import live_keys
+
+# A panel's own help key, remapped with the app's (same id): no app binding reaches past a modal screen.
+PANEL_HELP = Binding("question_mark,f1", "app.help", "Help", id="help")
+
+
+def key_rows(app: App, bindings: list[tuple[Binding, str]]) -> list[tuple[str, str, str]]:
+    """(keys as shown, what it does, action id) of each (binding, the keys it answers to now)."""
+    return [(" ".join(app.get_key_display(Binding(key, "")) for key in keys.split(",")),
+             binding.description or binding.action, binding.id or "") for binding, keys in bindings]
+
+
+def panel_bindings(own: list[Binding], app_bindings: list[Binding],
+                   keymap: dict[str, str]) -> list[tuple[Binding, str]]:
+    """A panel's bindings, then the app's keys that none of them shadows (a panel's q closes it),
+    each with the keys it answers to under `keymap`."""
+    mine = live_keys(own, keymap)
+    taken = {key for _, keys in mine for key in keys.split(",")}
+    rest = [(b, ",".join(key for key in keys.split(",") if key not in taken))
+            for b, keys in live_keys(app_bindings, keymap)]
+    return mine + [(b, keys) for b, keys in rest if keys]
 
 
 class HelpScreen(ModalScreen[None]):

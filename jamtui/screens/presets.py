@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Input, Label, Static
 
 from engine.presets.files import PresetInfo, list_presets, load_preset, save_user_preset
 from engine.presets.schema import MODES, NONE, STRATEGIES, Preset, PresetError, merge
+from jamtui.screens.help import PANEL_HELP
 
 # Every injection a preset can tick, from one strategy to all, in the order `+` steps through them.
 INJECTIONS = [combo for n in range(1, len(STRATEGIES) + 1) for combo in itertools.combinations(STRATEGIES, n)]
@@ -114,6 +115,7 @@ class PresetsScreen(ModalScreen[Preset]):
         Binding("minus", "nudge(-1)", "Nudge down", id="presets_nudge_down"),
         Binding("plus,equals_sign", "nudge(1)", "Nudge up", id="presets_nudge_up"),
         Binding("ctrl+s", "save", "Save as", id="presets_save"),
+        PANEL_HELP,
     ]
 
     def __init__(self, current: Preset, *, apply_preset: Callable[[Preset], None],

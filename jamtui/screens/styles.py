@@ -21,6 +21,7 @@ from engine.model.adapters import ADAPTER_WEIGHTS_FILE, MAX_WEIGHT, read_adapter
 from engine.model.errors import AdapterError
 from engine.style.card import read_card
 from engine.user_dirs import styles_dir
+from jamtui.screens.help import PANEL_HELP
 
 WEIGHT_STEP = 0.1
 NO_STYLE = "none"  # the spec that plays the model alone
@@ -116,6 +117,7 @@ class StylesScreen(ModalScreen[str | None]):
         Binding("p", "play", "Play", id="styles_play"),
         Binding("n", "play_none", "No style", id="styles_none"),
         Binding("r", "refresh_styles", "Rescan", id="styles_rescan", show=False),
+        PANEL_HELP,
     ]
 
     def __init__(self, current: str = "", *, switch_style: Callable[[str], None] | None = None,

@@ -21,6 +21,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, ProgressBar
 
 from engine.style.card import read_card
 from engine.style.corpus import CorpusError, add_files, list_corpora, open_corpus
+from jamtui.screens.help import PANEL_HELP
 from jamtui.training_run import (ChildRun, FigureRow, TrainProgress, TrainSettings, card_figures, eval_arguments,
                                  eval_figures, json_line, train_arguments)
 from jamtui.widgets.loss_plot import LossPlot
@@ -80,6 +81,7 @@ class TrainingScreen(ModalScreen[str | None]):
         Binding("ctrl+t", "stop", "Stop", id="training_stop"),
         Binding("ctrl+o", "add_folder", "Add folder", id="training_add_folder"),
         Binding("ctrl+y", "play", "Play style", id="training_play"),
+        PANEL_HELP,
     ]
 
     def __init__(self, defaults: TrainSettings | None = None, *,
@@ -96,8 +98,8 @@ class TrainingScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         d = self.defaults
         with Vertical(id="training"):
-            yield Static("[b]train a style[/b] from a corpus of your playing  ·  esc closes (and stops a run)",
-                         id="training-title")
+            yield Static("[b]train a style[/b] from a corpus of your playing  ·  esc closes (and stops a run)\n"
+                         "[dim]you can keep jamming while a run trains: both go slower[/dim]", id="training-title")
             with Horizontal(classes="training-row"):
                 yield Label("corpus ")
                 yield Input(d.corpus, placeholder=DEFAULT_CORPUS, id="train-corpus", compact=True)
