@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from jamtui import arguments as arg
-from jamtui import corpus_commands, eval_command, style_commands, train_command
+from jamtui import audio_commands, corpus_commands, eval_command, style_commands, train_command
 from jamtui import offline_commands as offline
 from jamtui.errors import UserError  # also jamtui.cli.UserError
 
@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     style_commands.add_parsers(sub)
     train_command.add_parsers(sub)
     eval_command.add_parsers(sub)
+    audio_commands.add_parsers(sub)
 
     sub.add_parser("ports", help="list MIDI inputs and outputs")
 
@@ -187,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                 "bench": offline.cmd_bench, "generate": offline.cmd_generate, "simulate": offline.cmd_simulate,
                 "review": offline.cmd_review, "preset": offline.cmd_preset,
                 "corpus": corpus_commands.cmd_corpus, "style": style_commands.cmd_style, "train": train_command.cmd_train,
-                "eval": eval_command.cmd_eval}
+                "eval": eval_command.cmd_eval, "transcribe": audio_commands.cmd_transcribe,
+                "render": audio_commands.cmd_render}
     try:
         if getattr(args, "style", None) is not None:
             args.style = parse_styles(args.style)

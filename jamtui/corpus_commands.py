@@ -14,10 +14,10 @@ def add_parsers(sub) -> None:
     """Add the `corpus` subcommand to the `jamtui` subparsers `sub`."""
     corpus = sub.add_parser("corpus", help="collect your own playing for style training (add, list, show, remove)")
     actions = corpus.add_subparsers(dest="corpus_command", metavar="ACTION", required=True)
-    add = actions.add_parser("add", help="add MIDI files, folders and jamtui recordings (their performer's part)")
+    add = actions.add_parser("add", help="add MIDI or piano audio files, folders and jamtui recordings (their performer's part)")
     add.add_argument("name", help="the corpus (made if new): letters, digits, '-', '_', '.'")
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                     help="a .mid file or a folder (searched for .mid and .midi)")
+                     help="a .mid file, a piano recording (wav, flac, ogg, mp3; transcribed on the way in, with the audio extra) or a folder of them")
     actions.add_parser("list", help="each corpus with its files, hours and notes")
     show = actions.add_parser("show", help="a corpus's figures and files")
     show.add_argument("name")

@@ -1,6 +1,7 @@
 """Benchmarks behind `jamtui bench`: figures measured on this machine, returned as a flat dict."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import platform
@@ -13,6 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+from engine.audio.measure import measure, write_passage
+from engine.audio.render import RenderError, find_soundfont
+from engine.audio.transcribe import Transcriber
 from engine.clock import MonotonicClock
 from engine.midi.memory import MemoryOutputPort
 from engine.midi.scheduler import OutputScheduler
@@ -232,17 +236,71 @@ def bench_training(model_path: Path) -> dict[str, float | int | str]:
     return result
 
 
+def transcription_ready() -> bool:
+    """Whether the audio extra (engine.audio) is installed with a soundfont, so the transcription rows run."""
+    if any(importlib.util.find_spec(m) is None for m in ("transkun", "soundfile", "fluidsynth", "mir_eval")):
+        return False
+    try:
+        find_soundfont()
+    except RenderError:
+        return False
+    return True
+
+
+def bench_transcription(*, seconds: float = 14.0, seed: int = 0) -> dict[str, float | int | str]:
+    """The transcription rows: a seeded piano passage (engine.audio.measure.write_passage) rendered
+    with the piano soundfont, transcribed back by the piano model and scored with mir_eval; speed
+    in seconds of audio per second of compute, on the CPU and on CUDA when there is a GPU.
+    `scripts/audio-bench` gives the figures on the corpus's held-out performances."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # a transcription uses the machine, not the live engine's one thread
+    try:
+        return _transcription_rows(seconds, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _transcription_rows(seconds: float, seed: int) -> dict[str, float | int | str]:
+    """`bench_transcription`'s rows, with torch's threads set."""
+    import torch
+
+    result: dict[str, float | int | str] = {}
+    with tempfile.TemporaryDirectory(prefix="jamtui-bench-audio-") as tmp:
+        passage = Path(tmp) / "passage.mid"
+        write_passage(passage, seconds, seed)
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        for device in devices:
+            transcriber = Transcriber(device)
+            transcriber.model  # noqa: B018 - loading is not part of the speed
+            measured = measure([passage], transcriber, find_soundfont(), clip_s=seconds)
+            suffix = "" if device == "cpu" else f"_{device}"
+            if device == "cpu":
+                accuracy = measured.accuracy
+                result.update({"transcription": f"transkun 2.0, {seconds:g} s piano passage rendered by FluidSynth, "
+                                                 f"CPU on {torch.get_num_threads()} thread(s)",
+                               "transcription_onset_f1": round(accuracy.onset_f1, 4),
+                               "transcription_onset_offset_f1": round(accuracy.onset_offset_f1, 4),
+                               "transcription_velocity_f1": round(accuracy.velocity_f1, 4)})
+            result[f"transcription_x_real_time{suffix}"] = round(measured.speed_x, 3)
+    return result
+
+
 def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None = 1, port=None,
             model=None, tokenizer=None, preset=None, cues: int = 20,
-            model_path: Path | None = None,
+            model_path: Path | None = None, transcription: bool | None = None,
             on_progress: Callable[[float, float], None] | None = None) -> dict[str, float | int | str]:
     """Every benchmark this build has, in one flat dict. `port`: a real output to send through;
     `model`: the live model for the model rows (context of 10 s of music, 2 s chunks); with
     `tokenizer` and `preset` too, the live duet rows (`cues` phrase ends; 0 skips them);
     `model_path`: its checkpoint, for the rows with and without a rank-8 adapter merged and the
-    LoRA training rows. `on_progress(stages done, stages)` is called as each stage ends."""
+    LoRA training rows; `transcription`: the transcription rows (None: with the model rows, when
+    the audio extra is installed). `on_progress(stages done, stages)` is called as each stage ends."""
     duet = model is not None and tokenizer is not None and preset is not None and cues > 0
-    stages = 1 + (model is not None) + 2 * (model_path is not None) + duet
+    if transcription is None:  # with the model rows (not a scheduler-only run) when the extra is there
+        transcription = model is not None and transcription_ready()
+    stages = 1 + (model is not None) + 2 * (model_path is not None) + duet + transcription
     done = 0
 
     def stage_done() -> None:
@@ -274,5 +332,8 @@ def run_all(*, n_events: int = 6000, load: bool = True, load_threads: int | None
         stage_done()
     if model_path is not None:  # last: training's allocations must not disturb the live rows above
         result.update(bench_training(Path(model_path)))
+        stage_done()
+    if transcription:  # after the live rows, which it would disturb
+        result.update(bench_transcription())
         stage_done()
     return result

@@ -21,8 +21,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from engine.audio.decode import AUDIO_SUFFIXES, is_audio_path
+from engine.audio.transcribe import Transcriber
 from engine.midi.midifile import MidiFileError, atomic_write
-from engine.style.corpus_files import REST_S, keep_file
+from engine.style.corpus_files import REST_S, keep_file, keep_recording
 from engine.training.corpus import split_for
 from engine.user_dirs import corpora_dir
 
@@ -43,6 +45,7 @@ SPLIT_RULE = (f"val when sha256(file sha256)[:8] < {VAL_FRACTION} * 2**64, decid
               "files and no val")
 TEMPO_METHOD = "pulse estimate: the median over files of the beat most onset pairs fit"
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+ADDED_SUFFIXES = MIDI_SUFFIXES | AUDIO_SUFFIXES  # sound files are transcribed on the way in
 _ENTRY_KEYS = ("sha256", "source", "file", "kind", "duration_s", "playing_s", "n_notes", "pitch_range", "split",
                "added", "warnings")
 
@@ -141,9 +144,10 @@ def list_corpora() -> list[str]:
 def add_files(name: str, paths: Iterable[str | os.PathLike[str]], *, on_skip: OnIssue | None = None,
               on_warning: OnIssue | None = None,
               on_progress: Callable[[float, float], None] | None = None) -> AddResult:
-    """Add MIDI files and folders (searched recursively for .mid and .midi) to the corpus `name`,
-    made if new. A file that cannot be used is skipped (`on_skip`) and the rest go on;
-    `on_progress(files read, files found)` is called as the files are read.
+    """Add MIDI files, sound files (transcribed, see `engine.audio`) and folders (searched
+    recursively for both) to the corpus `name`, made if new. A file that cannot be used is skipped
+    (`on_skip`) and the rest go on; `on_progress(files read, files found)` is called as the files are
+    read, in fractions of a file while a recording is transcribed.
 
     The kept files are written before the manifest, which is replaced atomically: an add that
     fails or is interrupted leaves the corpus as it was. Nothing is written when nothing is added."""
@@ -170,6 +174,7 @@ def add_files(name: str, paths: Iterable[str | os.PathLike[str]], *, on_skip: On
         scratch = Path(tempfile.mkdtemp(prefix=".adding-", dir=folder))
         new: list[dict[str, Any]] = []
         moved: list[Path] = []
+        transcriber = Transcriber()  # the model loads at the first sound file, once for all
         try:
             paths = list(paths)
             # Counted in a silent first walk, so the skips still come in the order of the paths given.
@@ -177,8 +182,16 @@ def add_files(name: str, paths: Iterable[str | os.PathLike[str]], *, on_skip: On
             for done, path in enumerate(_midi_files(paths, skip)):
                 if on_progress is not None:
                     on_progress(done, total)
+
+                def within(seconds: float, of_s: float, done: int = done) -> None:
+                    if on_progress is not None:
+                        on_progress(done + (seconds / of_s if of_s > 0 else 0.0), total)
+
                 try:
-                    kept = keep_file(path, scratch)
+                    if is_audio_path(path):
+                        kept = keep_recording(path, scratch, transcriber, on_progress=within)
+                    else:
+                        kept = keep_file(path, scratch)
                 except MidiFileError as exc:
                     skip(path, exc.reason)
                     continue
@@ -298,7 +311,8 @@ def _entry(path: Path, kept) -> dict[str, Any]:
             "duration_s": round(kept.duration_s, 3), "playing_s": round(kept.playing_s, 3),
             "n_notes": kept.n_notes, "pitch_range": list(kept.pitch_range),
             "tempo_bpm": None if kept.tempo_bpm is None else round(kept.tempo_bpm, 1),
-            "split": None, "added": _now(), "warnings": list(kept.warnings)}
+            "split": None, "added": _now(), "warnings": list(kept.warnings),
+            **({"transcribed_with": kept.transcribed_with} if kept.transcribed_with else {})}
 
 
 def _assign_splits(existing: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
@@ -323,14 +337,14 @@ def _totals(entries: list[dict[str, Any]]) -> dict[str, Any]:
 # --- helpers -------------------------------------------------------------------------------
 
 def _midi_files(paths: Iterable[str | os.PathLike[str]], skip: OnIssue) -> Iterator[Path]:
-    """Each file given, and the .mid/.midi files under each folder given (sorted), once each."""
+    """Each file given, and the MIDI and sound files under each folder given (sorted), once each."""
     seen: set[Path] = set()
     for given in paths:
         path = Path(os.path.abspath(given))
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in ADDED_SUFFIXES and p.is_file())
             if not found:
-                skip(path, "folder holds no .mid or .midi files")
+                skip(path, "folder holds no .mid or .midi files")  # nor sound files
         elif path.exists():
             found = [path]
         else:

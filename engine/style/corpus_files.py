@@ -1,6 +1,6 @@
-"""One file of a performer's corpus: what the corpus keeps of a MIDI file or a jamtui recording
-(the performer's part, pitched notes and pedals, drums dropped, a cut-short file up to the cut),
-and the figures of what it keeps."""
+"""One file of a performer's corpus: what the corpus keeps of a MIDI file, a jamtui recording
+(the performer's part, pitched notes and pedals, drums dropped, a cut-short file up to the cut)
+or a piano recording (transcribed to MIDI first), and the figures of what it keeps."""
 from __future__ import annotations
 
 import enum
@@ -10,8 +10,14 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import mido
+
+from engine.audio.decode import AudioFileError
+from engine.audio.extra import AudioExtraMissing
+from engine.audio.piano_model import MODEL_NAME
+from engine.audio.transcribe import Transcriber, write_transcription
 
 from engine.events import PERFORMER, PLAYER_NAMES, Note
 from engine.midi.midifile import DEFAULT_MAX_BYTES, MidiFileError, load_midi_events, releases_for
@@ -30,6 +36,7 @@ _END_OF_TRACK = b"\x00\xff\x2f\x00"
 class Kind(enum.StrEnum):
     MIDI = "midi"
     RECORDING = "recording"  # a jamtui two-player file: only the performer's track is kept
+    AUDIO = "audio"  # a sound file, transcribed to MIDI (notes and sustain pedal) on the way in
 
 
 @dataclass(frozen=True)
@@ -45,17 +52,33 @@ class KeptFile:
     pitch_range: tuple[int, int]
     tempo_bpm: float | None  # a pulse estimate (engine.tokens.conditions.estimate_tempo_bpm)
     warnings: tuple[str, ...]
+    transcribed_with: str | None = None  # the model that transcribed a sound file
 
 
 def keep_file(path: Path, scratch: Path) -> KeptFile:
-    """What the corpus keeps of `path`, using the folder `scratch` for files of its own.
+    """What the corpus keeps of the MIDI file `path`, using the folder `scratch` for files of its own.
 
     Raises `MidiFileError` naming `path` when nothing of it can be used: unreadable, not MIDI,
     no notes, drums only, or no notes from the performer in a recording."""
-    shown = str(path)
     readable, cut = _readable(path, scratch)
+    return _kept(str(path), readable, cut, scratch)
+
+
+def keep_recording(path: Path, scratch: Path, transcriber: Transcriber,
+                   on_progress: Callable[[float, float], None] | None = None) -> KeptFile:
+    """What the corpus keeps of the sound file `path` (engine.audio.decode.AUDIO_SUFFIXES): its
+    transcription by `transcriber` (notes and sustain pedal), kept as `keep_file` keeps a MIDI file;
+    `on_progress(seconds done, seconds)` as it is transcribed. Raises `MidiFileError` naming `path`
+    when it cannot be decoded, the audio extra is missing, or no note is heard."""
+    return _kept(str(path), _transcribed(path, scratch, transcriber, on_progress), None, scratch,
+                 transcribed_with=MODEL_NAME)
+
+
+def _kept(shown: str, readable: Path, cut: str | None, scratch: Path, *,
+          transcribed_with: str | None = None) -> KeptFile:
+    """The kept file and figures of the MIDI file `readable`, read for the source `shown`."""
     midi = _reporting_as(shown, load_midi, readable)
-    kind = Kind.RECORDING if _is_recording(midi) else Kind.MIDI
+    kind = Kind.AUDIO if transcribed_with else Kind.RECORDING if _is_recording(midi) else Kind.MIDI
     if kind is Kind.RECORDING:
         midi = _performer_only(midi)
     pitched, drums = _note_counts(midi)
@@ -82,7 +105,8 @@ def keep_file(path: Path, scratch: Path) -> KeptFile:
     return KeptFile(data=data, sha256=hashlib.sha256(data).hexdigest(), kind=kind, duration_s=duration_s,
                     playing_s=playing_s(notes), n_notes=len(notes),
                     pitch_range=(min(n.pitch for n in notes), max(n.pitch for n in notes)),
-                    tempo_bpm=estimate_tempo_bpm([n.start_s for n in notes]), warnings=tuple(warnings))
+                    tempo_bpm=estimate_tempo_bpm([n.start_s for n in notes]), warnings=tuple(warnings),
+                    transcribed_with=transcribed_with)
 
 
 def playing_s(notes: list[Note]) -> float:
@@ -99,6 +123,20 @@ def playing_s(notes: list[Note]) -> float:
 
 
 # --- reading -------------------------------------------------------------------------------
+
+def _transcribed(path: Path, scratch: Path, transcriber: Transcriber,
+                 on_progress: Callable[[float, float], None] | None) -> Path:
+    """The transcription of the sound file `path`, written in `scratch` (notes and CC64 pedal)."""
+    try:
+        transcription = transcriber.transcribe(path, on_progress)
+    except AudioFileError as exc:
+        raise MidiFileError(str(path), exc.reason) from exc
+    except AudioExtraMissing as exc:
+        raise MidiFileError(str(path), str(exc)) from exc
+    target = scratch / "transcribed.mid"
+    write_transcription(target, transcription)
+    return target
+
 
 def _readable(path: Path, scratch: Path) -> tuple[Path, str | None]:
     """`(a path to read, None)` for a sound file; for one cut short, a repaired copy in `scratch`

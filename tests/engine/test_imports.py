@@ -25,6 +25,7 @@ LAYERS = (
     "engine.presets",
     "engine.model",
     "engine.tokens",
+    "engine.audio",
     "engine.midi",
     "engine",
 )
