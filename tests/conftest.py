@@ -77,6 +77,23 @@ def _wait_for_jack(proc: subprocess.Popen, log_path: Path) -> None:
     pytest.fail(f"jackd did not come up in 15 s: {log_path.read_text(errors='replace')[-2000:]}")
 
 
+OWN_PROCESS_ENV = "JAMTUI_TEST_OWN_PROCESS"
+
+
+def in_own_process(request) -> bool:
+    """For a test that starts a JACK server of its own mid-test: libjack keeps per-process state,
+    and a process that already has clients on another server (the session's) can crash in it. True
+    in the fresh pytest process that runs the test's body; otherwise runs the test there, fails
+    with its output if it fails, and returns False (the caller returns at once)."""
+    if os.environ.get(OWN_PROCESS_ENV) == request.node.nodeid:
+        return True
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
+                            cwd=REPO, env={**os.environ, OWN_PROCESS_ENV: request.node.nodeid},
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, f"in its own process:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
+    return False
+
+
 def jamtui_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "jamtui", *args]
 

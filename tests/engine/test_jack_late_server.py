@@ -13,6 +13,7 @@ import pytest
 
 from engine.midi import system
 from engine.midi.base import PortError
+from tests.conftest import in_own_process
 
 
 def test_auto_is_asked_again_at_every_listing(monkeypatch):
@@ -30,7 +31,9 @@ def test_auto_is_asked_again_at_every_listing(monkeypatch):
 
 
 @pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd is not installed (apt-get install jackd2)")
-def test_a_listing_after_jack_starts_sees_its_ports(monkeypatch, tmp_path):
+def test_a_listing_after_jack_starts_sees_its_ports(monkeypatch, tmp_path, request):
+    if not in_own_process(request):
+        return
     import rtmidi
 
     name = f"jamtui-late-{uuid.uuid4().hex[:8]}"

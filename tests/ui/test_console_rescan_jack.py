@@ -10,7 +10,7 @@ import pytest
 from textual.widgets import OptionList
 
 from jamtui.bridge import default_ports_provider
-from tests.conftest import _wait_for_jack
+from tests.conftest import _wait_for_jack, in_own_process
 from tests.ui.rig import Rig, async_test, make_app, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd is not installed (apt-get install jackd2)")
@@ -22,7 +22,9 @@ def listed(app, selector: str) -> list[str]:
 
 
 @async_test
-async def test_s_finds_a_jack_server_started_after_the_console(tmp_path, monkeypatch):
+async def test_s_finds_a_jack_server_started_after_the_console(tmp_path, monkeypatch, request):
+    if not in_own_process(request):
+        return
     import rtmidi
 
     name = f"jamtui-late-{uuid.uuid4().hex[:8]}"
