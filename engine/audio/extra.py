@@ -1,7 +1,9 @@
 """The optional audio extra: how to install it, and the one-line error when a part of it is missing."""
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 from types import ModuleType
 
 TRANSKUN_VERSION = "2.0.1"  # its wheel ships the piano model's weights (pretrained/2.0.pt)
@@ -16,9 +18,12 @@ class AudioExtraMissing(Exception):
 
 def require(module: str, needed_for: str) -> ModuleType:
     """Import `module` (a package of the audio extra), or raise AudioExtraMissing naming it and
-    the command that installs it."""
+    the command that installs it. Whatever a package prints as it loads is dropped: pyfluidsynth
+    (loaded by pretty_midi and mir_eval too) prints where it found its library when $CI is set, on
+    the stdout that `--json` output keeps for itself."""
     try:
-        return importlib.import_module(module)
+        with contextlib.redirect_stdout(io.StringIO()):
+            return importlib.import_module(module)
     except ImportError as exc:
         raise AudioExtraMissing(f"{needed_for} needs the audio extra ({module} is missing: {exc}); "
                                 f"install it with {INSTALL_AUDIO}") from exc
