@@ -23,6 +23,7 @@ from jamtui.bridge import EngineBridge
 from jamtui.logs import LogCapture
 from jamtui.hotkeys import live_keys, resolve_keymap
 from jamtui.preset_steps import PresetSteps
+from jamtui.screens.help import key_rows
 from jamtui.screens.live_settings import LiveSettings
 from jamtui.screens.panels import Panels
 from jamtui.widgets.eventlog import EventLog
@@ -261,9 +262,7 @@ class JamScreen(LiveSettings, Panels, Screen):
 
     def key_rows(self) -> list[tuple[str, str, str]]:
         """(keys as shown, what it does, action id) per binding: the help screen's rows."""
-        return [(" ".join(self.app.get_key_display(Binding(key, "")) for key in keys.split(",")),
-                 binding.description or binding.action, binding.id or "")
-                for binding, keys in self.live_bindings()]
+        return key_rows(self.app, self.live_bindings())
 
     # -- what the bridge reports -----------------------------------------------------------
 
