@@ -257,7 +257,16 @@ class StyleRun:
         only_time = loop.max_steps >= STEP_CAP
         progress = (Progress(None if only_time else loop.max_steps, "train", json_lines=self.json_lines,
                              initial=state.step) if group.main else None)
-        started, run_tokens, run_steps = time.monotonic(), 0, 0
+        # With a time limit the learning rate anneals over the time (this run's and the earlier runs'
+        # of this style), or over the steps when they end it sooner; each process reads the same clock.
+        budget_s = None if loop.max_minutes is None else state.elapsed_s + loop.max_minutes * 60
+        started, run_tokens, run_steps, elapsed_s = time.monotonic(), 0, 0, 0.0
+
+        def lr_now() -> float:
+            by_steps = 0.0 if only_time else (state.step - loop.warmup_steps) / max(1, loop.max_steps - loop.warmup_steps)
+            by_time = 0.0 if budget_s is None else (state.elapsed_s + elapsed_s - run["seconds"]) / budget_s
+            return lr_at(state.step, loop, max(by_steps, by_time))
+
         model.train()
         try:
             while state.step < loop.max_steps:
@@ -267,7 +276,7 @@ class StyleRun:
                 mine = torch.from_numpy(mine[:, :longest].astype(np.int64))
                 batch_tokens = int((batch[:, 1:] != pad_id).sum())
                 for group_ in optimizer.param_groups:
-                    group_["lr"] = lr_at(state.step, loop)
+                    group_["lr"] = lr_now()
                 torch.manual_seed(loop.seed * 1_000_003 + state.step)  # dropout: the same on a resumed run
                 loss, count = lm_loss(trained, mine, pad_id)
                 # Each process's summed NLL over the whole batch's targets: DDP's mean of the
@@ -283,8 +292,9 @@ class StyleRun:
                 rows["replay"] += batches.replay_rows
                 run_tokens += batch_tokens
                 run_steps += 1
-                train_loss = group.sum(float(torch.nan_to_num(loss.detach())) * count)[0] / max(1, batch_tokens)
-                elapsed_s = time.monotonic() - started
+                loss_sum, elapsed_sum = group.sum(float(torch.nan_to_num(loss.detach())) * count,
+                                                  time.monotonic() - started)
+                train_loss, elapsed_s = loss_sum / max(1, batch_tokens), elapsed_sum / group.world
                 out_of_time = loop.max_minutes is not None and elapsed_s / 60 >= loop.max_minutes
                 stopping = group.any(out_of_time or self._stop.is_set())
                 val = None
@@ -314,7 +324,7 @@ class StyleRun:
                 self._report({"step": state.step, "loss": round(train_loss, 5),
                               "val_loss": None if val is None else round(val, 5),
                               "tokens_per_s": round(run_tokens / elapsed_s, 1), "eta_s": round(eta_s, 1),
-                              "lr": lr_at(state.step, loop)}, progress)
+                              "lr": lr_now()}, progress)
                 if state.stopped_because:
                     break
         finally:

@@ -33,11 +33,13 @@ class Fetched:
         return {**self.info, "skipped": self.skipped}
 
 
-def pip_download(requirement: str, filename: str, sha256: str, cache: Path) -> Path:
-    """The wheel for a pinned requirement, downloaded once into `cache/downloads`."""
+def pip_download(requirement: str, filename: str, sha256: str, cache: Path, *, sdist: bool = False) -> Path:
+    """The wheel (or, with `sdist`, the source archive) for a pinned requirement, downloaded once
+    into `cache/downloads`."""
     path = cache / "downloads" / filename
     if not path.is_file():
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", requirement, "-d", str(path.parent)]
+        cmd += ["--no-binary", ":all:"] if sdist else []
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         if result.returncode != 0 or not path.is_file():
             raise SourceError(f"pip download {requirement} failed: {result.stderr.strip()[-500:]}")

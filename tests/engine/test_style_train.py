@@ -384,3 +384,18 @@ def test_the_train_command(tmp_path, riffs, base, monkeypatch, capsys):
     assert len(err) == 1 and "nobody" in err[0]
     assert main(argv[:-3] + ["--device", "tpu"]) == 2
     assert "unknown device 'tpu'" in capsys.readouterr().err
+
+
+def test_a_time_limited_run_anneals_its_learning_rate_over_the_time(tmp_path, riffs, base):
+    """With only --minutes, the cosine follows the clock: the rate falls after warm-up and the
+    last step, when the time is up, trains at the floor (min_lr)."""
+    from engine.style.train import STEP_CAP
+
+    seen = []
+    config = tiny_config(max_steps=STEP_CAP, max_minutes=0.1, eval_every=1000, patience=1000)
+    result = start(riffs, tmp_path / "timed", base, config, on_step=seen.append).run()
+    assert result.stopped_because == "time limit"
+    rates = [line["lr"] for line in seen if line.get("lr") is not None and line["step"] > 2]
+    assert len(rates) > 3
+    assert all(later <= earlier + 1e-12 for earlier, later in zip(rates, rates[1:]))
+    assert rates[0] > 0.5 * config.loop.lr and rates[-1] == pytest.approx(config.loop.min_lr)
