@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.style.card import CARD_FILE, read_card
+from engine.style.card import CARD_FILE
 from jamtui.errors import UserError
 
 
@@ -32,26 +32,14 @@ def cmd_style(args) -> int:
 
 
 def _list(as_json: bool) -> int:
-    from engine.model.adapters import ADAPTER_WEIGHTS_FILE, read_adapter_config, style_names
-    from engine.model.errors import AdapterError
+    from engine.style.listing import list_styles
     from engine.user_dirs import styles_dir
 
-    rows = []
-    for name in style_names():
-        path = styles_dir() / name
-        card, _ = _card(path)
-        corpus = card.get("corpus")
-        row: dict[str, Any] = {"name": name, "path": str(path),
-                               "corpus": corpus.get("name") if isinstance(corpus, dict) else corpus,
-                               "bits_per_s": _figure(card, "style"), "base_bits_per_s": _figure(card, "base")}
-        try:
-            config = read_adapter_config(path)
-            weights = path / ADAPTER_WEIGHTS_FILE
-            row.update(rank=config.rank, target_modules=list(config.target_modules),
-                       size_bytes=weights.stat().st_size if weights.is_file() else None, problem=None)
-        except AdapterError as exc:
-            row.update(rank=None, target_modules=[], size_bytes=None, problem=exc.problem)
-        rows.append(row)
+    rows: list[dict[str, Any]] = [
+        {"name": entry.name, "path": str(entry.path), "corpus": entry.corpus, "bits_per_s": entry.style_bits_per_s,
+         "base_bits_per_s": entry.base_bits_per_s, "rank": entry.rank, "target_modules": list(entry.target_modules),
+         "size_bytes": entry.size_bytes, "problem": entry.problem}
+        for entry in list_styles()]
     if as_json:
         print(json.dumps(rows))
         return 0
@@ -73,6 +61,7 @@ def _list(as_json: bool) -> int:
 
 def _show(name: str, as_json: bool) -> int:
     from engine.model.adapters import find_style, read_adapter, style_names
+    from engine.style.listing import style_card
     from engine.user_dirs import styles_dir
 
     path = Path(name).expanduser()
@@ -83,7 +72,7 @@ def _show(name: str, as_json: bool) -> int:
             raise UserError(f"no style named {name!r} (known styles: {known})")
         path = found
     adapter = read_adapter(path)  # checks the tensors too
-    card, card_problem = _card(path)
+    card, card_problem = style_card(path)
     info = {
         "name": path.name, "path": str(path.resolve()), "rank": adapter.config.rank, "alpha": adapter.config.alpha,
         "scale": round(adapter.config.scale, 6), "use_rslora": adapter.config.use_rslora,
@@ -111,31 +100,13 @@ def _show(name: str, as_json: bool) -> int:
     return 0
 
 
-def _card(path: Path) -> tuple[dict[str, Any], str | None]:
-    """The style's card (empty when it has none) and what was wrong with it, if anything."""
-    try:
-        card = read_card(path)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return {}, f"unreadable {CARD_FILE}: {' '.join(str(exc).split())}"
-    if card is None:
-        return {}, None
-    if not isinstance(card, dict):
-        return {}, f"{CARD_FILE} is not a JSON object"
-    return card, None
-
-
-def _figure(card: dict[str, Any], which: str) -> float | None:
-    """Validation bits per second of music of the base or the style, from the card."""
-    fit = card.get("validation")
-    value = fit.get(which, {}).get("bits_per_s") if isinstance(fit, dict) and isinstance(fit.get(which), dict) else None
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def _card_lines(card: dict[str, Any]) -> list[str]:
     """What a person reads of the card (the whole of it: --json); parts it lacks are left out."""
     def part(key: str) -> dict[str, Any]:
         value = card.get(key)
         return value if isinstance(value, dict) else {}
+
+    from engine.style.listing import card_figure
 
     lines = []
     corpus, run, fit = part("corpus"), part("run"), part("validation")
@@ -149,7 +120,7 @@ def _card_lines(card: dict[str, Any]) -> list[str]:
     if run:
         lines.append(f"run: {run.get('steps', '?')} steps (best at {run.get('best_step', '?')}, stopped: "
                      f"{run.get('stopped_because', '?')}), {run.get('minutes', '?')} min on {run.get('device', '?')}")
-    base, style = _figure(card, "base"), _figure(card, "style")
+    base, style = card_figure(card, "base"), card_figure(card, "style")
     if base is not None and style is not None:
         change = f" ({style / base - 1:+.1%})" if base else ""
         lines.append(f"validation bits/s: base {base:g} -> style {style:g}{change}")

@@ -3,9 +3,7 @@ second of music on the corpus's validation files); play one, or a blend of two w
 handed on as a `--style` spec (`NAME[:WEIGHT],...`, or `none`)."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +15,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
-from engine.model.adapters import ADAPTER_WEIGHTS_FILE, MAX_WEIGHT, read_adapter_config, style_names
-from engine.model.errors import AdapterError
-from engine.style.card import read_card
+from engine.model.adapters import MAX_WEIGHT
+from engine.style.listing import StyleEntry, list_styles
 from engine.user_dirs import styles_dir
 from jamtui.screens.help import PANEL_HELP
 
@@ -27,42 +24,9 @@ WEIGHT_STEP = 0.1
 NO_STYLE = "none"  # the spec that plays the model alone
 
 
-@dataclass(frozen=True)
-class StyleRow:
-    """One trained style as the panel lists it; `problem` says why it cannot play."""
-
-    name: str
-    corpus: str | None
-    rank: int | None
-    size_bytes: int | None
-    base_bits_per_s: float | None
-    style_bits_per_s: float | None
-    card: dict[str, Any]
-    problem: str | None
-
-
-def read_styles(directory: Path | None = None) -> list[StyleRow]:
+def read_styles(directory: Path | None = None) -> list[StyleEntry]:
     """The styles in `directory` (default: the user's styles dir), by name, with their card's figures."""
-    directory = styles_dir() if directory is None else directory
-    rows = []
-    for name in style_names(directory):
-        path = directory / name
-        problem, card = None, {}
-        try:
-            card = read_card(path) or {}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            problem = f"unreadable card: {' '.join(str(exc).split())}"
-        card = card if isinstance(card, dict) else {}
-        try:
-            rank = read_adapter_config(path).rank
-        except AdapterError as exc:
-            rank, problem = None, exc.problem
-        weights = path / ADAPTER_WEIGHTS_FILE
-        corpus = card.get("corpus")
-        rows.append(StyleRow(name, corpus.get("name") if isinstance(corpus, dict) else None, rank,
-                             weights.stat().st_size if weights.is_file() else None,
-                             _figure(card, "base"), _figure(card, "style"), card, problem))
-    return rows
+    return list_styles(directory)
 
 
 def blend_spec(choices: list[tuple[str, float]]) -> str:
@@ -80,13 +44,6 @@ def parse_spec(spec: str) -> list[tuple[str, float]]:
         except ValueError:
             continue
     return [(name, weight) for name, weight in pairs if name and name != NO_STYLE]
-
-
-def _figure(card: dict[str, Any], which: str) -> float | None:
-    fit = card.get("validation")
-    part = fit.get(which) if isinstance(fit, dict) else None
-    value = part.get("bits_per_s") if isinstance(part, dict) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 class StylesScreen(ModalScreen[str | None]):
@@ -126,7 +83,7 @@ class StylesScreen(ModalScreen[str | None]):
         self.current = current
         self.switch_style = switch_style
         self.directory = directory
-        self.rows: list[StyleRow] = []
+        self.rows: list[StyleEntry] = []
         self.chosen = parse_spec(current)[:2]  # style A, then the one blended in (B)
 
     def compose(self) -> ComposeResult:
@@ -221,7 +178,7 @@ class StylesScreen(ModalScreen[str | None]):
     def _row_selected(self) -> None:
         self.action_choose(0)  # Enter picks, like `a`
 
-    def _highlighted(self) -> StyleRow | None:
+    def _highlighted(self) -> StyleEntry | None:
         table = self.query_one(DataTable)
         if not self.rows or table.cursor_row is None or not 0 <= table.cursor_row < len(self.rows):
             return None
