@@ -34,7 +34,7 @@ class Method(enum.StrEnum):
 class LoraSettings:
     rank: int = 8
     alpha: float = 16.0  # the update is scaled by alpha / rank
-    dropout: float = 0.05
+    dropout: float = 0.0  # a style sees each augmented window about once: dropout would only cost time
     target_modules: tuple[str, ...] = TARGETS  # every projection: attention and the SwiGLU MLP
 
     def __post_init__(self) -> None:

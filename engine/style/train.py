@@ -51,8 +51,9 @@ STEP_CAP = 1_000_000  # max_steps when only a time limit ends the run
 DEFAULT_LORA = LoraSettings()
 # The same windows as pre-training, more augmented passes: a pianist's corpus is small.
 STYLE_EXAMPLES = ExampleConfig(copies=8)
-# A small learning rate and no weight decay: the adapters nudge the base, they do not replace it.
-STYLE_LOOP = LoopConfig(max_steps=1000, batch_size=8, lr=3e-4, min_lr=3e-5, warmup_steps=20, weight_decay=0.0,
+# No weight decay, LoRA's usual rate (the adapters start at zero and stay small beside the base), annealed
+# tenfold over the steps or the minutes.
+STYLE_LOOP = LoopConfig(max_steps=1000, batch_size=8, lr=1e-3, min_lr=1e-4, warmup_steps=20, weight_decay=0.0,
                         eval_every=50, eval_batches=16, patience=4)
 
 
@@ -262,10 +263,14 @@ class StyleRun:
         budget_s = None if loop.max_minutes is None else state.elapsed_s + loop.max_minutes * 60
         started, run_tokens, run_steps, elapsed_s = time.monotonic(), 0, 0, 0.0
 
-        def lr_now() -> float:
+        def annealed() -> float:
+            """How far the learning rate's cosine has gone, 0-1."""
             by_steps = 0.0 if only_time else (state.step - loop.warmup_steps) / max(1, loop.max_steps - loop.warmup_steps)
             by_time = 0.0 if budget_s is None else (state.elapsed_s + elapsed_s - run["seconds"]) / budget_s
-            return lr_at(state.step, loop, max(by_steps, by_time))
+            return min(1.0, max(by_steps, by_time))
+
+        def lr_now() -> float:
+            return lr_at(state.step, loop, annealed())
 
         model.train()
         try:
@@ -307,7 +312,9 @@ class StyleRun:
                     else:
                         state.evals_since_best += 1
                     state.history.append({"step": state.step, "train_loss": train_loss, "val_loss": val})
-                    if state.evals_since_best >= loop.patience:
+                    # A plateau while the rate is still high is that rate's noise floor, not the end of
+                    # learning: early stop waits for the cosine's second half.
+                    if state.evals_since_best >= loop.patience and annealed() >= 0.5:
                         state.stopped_because = "early stop"
                     elif stopping:
                         state.stopped_because = "time limit" if out_of_time else "stopped"

@@ -399,3 +399,12 @@ def test_a_time_limited_run_anneals_its_learning_rate_over_the_time(tmp_path, ri
     assert len(rates) > 3
     assert all(later <= earlier + 1e-12 for earlier, later in zip(rates, rates[1:]))
     assert rates[0] > 0.5 * config.loop.lr and rates[-1] == pytest.approx(config.loop.min_lr)
+
+
+def test_early_stop_waits_for_the_second_half_of_the_annealing(tmp_path, riffs, base):
+    """A plateau while the rate is high is not the end: a run that never improves on the base
+    (a learning rate too small to move it) goes on to half its cosine (step 11 of 2 + 18) before
+    early stop ends it, at the next evaluation."""
+    config = tiny_config(max_steps=20, warmup_steps=2, lr=1e-9, min_lr=1e-10, eval_every=2, patience=1)
+    result = start(riffs, tmp_path / "flat", base, config).run()
+    assert result.stopped_because == "early stop" and result.steps == 12
