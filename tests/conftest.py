@@ -14,6 +14,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# A suite started in the background by a shell (`nohup make test &`) inherits SIGINT ignored, and
+# so would every jamtui a test starts: the Ctrl-C the tests send would do nothing. Handled here
+# instead of ignored, it is back to the default in each child (exec resets handled signals), as
+# when jamtui starts from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def _require_jack() -> bool:
     return os.environ.get("JAMTUI_REQUIRE_JACK") == "1"
