@@ -39,7 +39,7 @@ from engine.tokens.tokenizer import JamTokenizer
 from engine.training.bits_per_second import music_fit
 from engine.training.data import ExampleConfig
 from engine.training.loop import (LoopConfig, LoopState, device_name, evaluate, flatten_optimizer, lm_loss, lr_at,
-                                  restore_optimizer)
+                                  restore_optimizer, step_progress)
 from engine.training.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ class StyleRun:
 
         def annealed() -> float:
             """How far the learning rate's cosine has gone, 0-1."""
-            by_steps = 0.0 if only_time else (state.step - loop.warmup_steps) / max(1, loop.max_steps - loop.warmup_steps)
+            by_steps = 0.0 if only_time else step_progress(state.step, loop)
             by_time = 0.0 if budget_s is None else (state.elapsed_s + elapsed_s - run["seconds"]) / budget_s
             return min(1.0, max(by_steps, by_time))
 

@@ -63,14 +63,17 @@ def device_name(device: str) -> str:
     return f"{os.cpu_count()}-core {platform.machine()} CPU"
 
 
+def step_progress(step: int, cfg: LoopConfig) -> float:
+    """How far past warm-up a run is through its steps (may fall outside 0-1)."""
+    return (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+
+
 def lr_at(step: int, cfg: LoopConfig, progress: float | None = None) -> float:
     """Linear warm-up over `warmup_steps`, then a cosine from `lr` to `min_lr` over the rest of
     the run: of its steps, or `progress` (0-1) when given (a run that a time limit ends)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    if progress is None:
-        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, max(0.0, progress))
+    progress = min(1.0, max(0.0, step_progress(step, cfg) if progress is None else progress))
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
