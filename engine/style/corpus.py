@@ -25,7 +25,7 @@ from engine.audio.decode import AUDIO_SUFFIXES, is_audio_path
 from engine.audio.transcribe import Transcriber
 from engine.midi.midifile import MidiFileError, atomic_write
 from engine.style.corpus_files import REST_S, keep_file, keep_recording
-from engine.training.corpus import split_for
+from engine.training.corpus import hash_rank
 from engine.user_dirs import corpora_dir
 
 try:
@@ -40,9 +40,9 @@ FILES_DIR = "files"
 MANIFEST_FORMAT = 1
 VAL_FRACTION = 0.15
 MIDI_SUFFIXES = frozenset({".mid", ".midi"})
-SPLIT_RULE = (f"val when sha256(file sha256)[:8] < {VAL_FRACTION} * 2**64, decided once when the file is "
-              "added; a new file moves to train when the corpus has none, or to val when it has two or more "
-              "files and no val")
+SPLIT_RULE = (f"decided once when a file is added: the new files, in the order of sha256(file sha256), go to val "
+              f"while val stays within {VAL_FRACTION} of all the music (by duration), the rest to train; "
+              "when the corpus has two or more files and no val, the shortest new train file goes to val")
 TEMPO_METHOD = "pulse estimate: the median over files of the beat most onset pairs fit"
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 ADDED_SUFFIXES = MIDI_SUFFIXES | AUDIO_SUFFIXES  # sound files are transcribed on the way in
@@ -316,16 +316,24 @@ def _entry(path: Path, kept) -> dict[str, Any]:
 
 
 def _assign_splits(existing: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
-    """Each new file's split (see SPLIT_RULE); files already in the corpus never move."""
-    for entry in new:
-        entry["split"] = split_for(entry["sha256"], VAL_FRACTION)
+    """Each new file's split (see SPLIT_RULE); files already in the corpus never move.
+
+    Validation is a share of the music, not of the files: a small corpus of unequal files
+    loses no more than VAL_FRACTION of its playing to early stopping, whichever file the
+    hash would have picked."""
     everything = existing + new
-    if not any(e["split"] == Split.TRAIN for e in everything):
-        min((e for e in new), key=lambda e: e["sha256"])["split"] = Split.TRAIN.value
+    budget_s = VAL_FRACTION * sum(e["duration_s"] for e in everything)
+    val_s = sum(e["duration_s"] for e in existing if e["split"] == Split.VAL)
+    for entry in sorted(new, key=lambda e: hash_rank(e["sha256"])):
+        fits = val_s + entry["duration_s"] <= budget_s
+        entry["split"] = (Split.VAL if fits else Split.TRAIN).value
+        val_s += entry["duration_s"] if fits else 0.0
+    if not any(e["split"] == Split.TRAIN for e in everything):  # only files of no length: one trains
+        min(new, key=lambda e: e["sha256"])["split"] = Split.TRAIN.value
     if len(everything) >= 2 and not any(e["split"] == Split.VAL for e in everything):
         candidates = [e for e in new if e["split"] == Split.TRAIN]
         if len(candidates) > 1 or any(e["split"] == Split.TRAIN for e in existing):
-            max(candidates, key=lambda e: e["sha256"])["split"] = Split.VAL.value
+            min(candidates, key=lambda e: (e["duration_s"], e["sha256"]))["split"] = Split.VAL.value
 
 
 def _totals(entries: list[dict[str, Any]]) -> dict[str, Any]:

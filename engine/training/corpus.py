@@ -35,10 +35,14 @@ OnStep = Callable[[str, int, int], None]
 
 # --- splitting -----------------------------------------------------------------------------
 
+def hash_rank(piece_id: str) -> float:
+    """A number in [0, 1) from a hash of the piece id alone: stable across runs and machines."""
+    return int.from_bytes(hashlib.sha256(piece_id.encode()).digest()[:8], "big") / 2**64
+
+
 def split_for(piece_id: str, val_fraction: float = DEFAULT_VAL_FRACTION) -> str:
-    """"val" or "train", from a hash of the piece id alone: stable across runs and machines."""
-    h = int.from_bytes(hashlib.sha256(piece_id.encode()).digest()[:8], "big")
-    return "val" if h < val_fraction * 2**64 else "train"
+    """"val" or "train", from a hash of the piece id alone."""
+    return "val" if hash_rank(piece_id) < val_fraction else "train"
 
 
 def sha256_file(path: str | Path) -> str:

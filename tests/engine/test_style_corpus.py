@@ -281,47 +281,11 @@ def test_the_same_music_in_a_recording_and_a_file_is_a_duplicate(tmp_path: Path)
     assert skips["quiet-ai.mid"].startswith(f"duplicate of {tmp_path / 'take.mid'}")
 
 
-# --- the split -----------------------------------------------------------------------------
-
 def scales(directory: Path, count: int, first: int = 0) -> list[Path]:
     """`count` different files: scales of 2..9 notes at different speeds."""
     directory.mkdir(exist_ok=True)
     return [write_scale(directory, name=f"s{i}.mid", notes=2 + i % 8, step_s=0.125 * (1 + i // 8))
             for i in range(first, first + count)]
-
-
-def test_a_second_file_makes_a_val_split_and_the_first_stays_train(tmp_path: Path) -> None:
-    first, _, _ = add("me", *scales(tmp_path / "a", 1))
-    assert [e["split"] for e in first.added] == ["train"]  # a lone file trains
-    second, _, _ = add("me", *scales(tmp_path / "a", 1, first=1))
-    assert [e["split"] for e in manifest_of("me")["files"]] == ["train", "val"]
-    assert open_corpus("me").files("val") == [corpora_dir() / "me" / "files" / second.added[0]["file"]]
-
-
-def test_two_files_at_once_give_one_train_and_one_val(tmp_path: Path) -> None:
-    add("me", *scales(tmp_path / "a", 2))
-    assert sorted(e["split"] for e in manifest_of("me")["files"]) == ["train", "val"]
-
-
-def test_the_split_of_a_file_never_moves_when_more_are_added(tmp_path: Path) -> None:
-    add("me", *scales(tmp_path / "a", 6))
-    before = {e["sha256"]: e["split"] for e in manifest_of("me")["files"]}
-    assert "val" in before.values() and "train" in before.values()
-    add("me", *scales(tmp_path / "b", 16, first=6))
-    after = {e["sha256"]: e["split"] for e in manifest_of("me")["files"]}
-    assert len(after) == 22
-    assert {sha: after[sha] for sha in before} == before
-    corpus = open_corpus("me")
-    assert len(corpus.files("train")) + len(corpus.files("val")) == 22
-    assert corpus.files() == sorted(corpus.files("train") + corpus.files("val"))
-    # The split is the hash's where no rule had to step in: a share of val near 0.15.
-    assert 1 <= len(corpus.files("val")) <= 9
-
-
-def test_files_rejects_an_unknown_split(tmp_path: Path) -> None:
-    add("me", write_scale(tmp_path))
-    with pytest.raises(ValueError):
-        open_corpus("me").files("test")
 
 
 # --- an add that fails ---------------------------------------------------------------------
