@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 
 from engine.model.adapters import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
@@ -35,16 +35,17 @@ from engine.training.distributed import DistributedError, ProcessGroup
 from engine.style.lora import (LoraSettings, Method, TrainError, add_lora, base_model, load_adapter_weights,
                                save_adapter, trainable_parameters)
 from engine.style.replay import BASE_CORPUS_DIR, Batches, replay_rows, style_windows
+from engine.style.run_checkpoint import clear_run_checkpoints, differences, read_run_checkpoint, save_run_checkpoint
 from engine.tokens.tokenizer import JamTokenizer
 from engine.training.bits_per_second import music_fit
 from engine.training.data import ExampleConfig
-from engine.training.loop import (LoopConfig, LoopState, device_name, evaluate, flatten_optimizer, lm_loss, lr_at,
+from engine.training.loop import (LoopConfig, LoopState, device_name, evaluate, lm_loss, lr_at,
                                   restore_optimizer, step_progress)
 from engine.training.progress import Progress
 
 log = logging.getLogger(__name__)
 
-RUN_DIR, CKPT_DIR, BEST_DIR, MERGED_DIR = "run", "ckpt", "best", "merged"
+RUN_DIR, BEST_DIR, MERGED_DIR = "run", "best", "merged"
 STEP_CAP = 1_000_000  # max_steps when only a time limit ends the run
 
 
@@ -217,12 +218,12 @@ class StyleRun:
         name, out = self.out_dir.name, self.out_dir
         if self.force:
             return None
-        saved = _read_checkpoint(self.run_dir)
+        saved = read_run_checkpoint(self.run_dir)
         finished = (out / CARD_FILE).is_file() or (out / ADAPTER_WEIGHTS_FILE).is_file()
         if finished and not self.resume:
             raise StyleExistsError(f"style {name} already exists in {out} (--resume trains it on, --force replaces it)")
         if saved is not None and saved["identity"] != identity:
-            differ = ", ".join(_differences(saved["identity"], identity))
+            differ = ", ".join(differences(saved["identity"], identity))
             raise StyleExistsError(f"style {name} has a run in {out} with other settings ({differ}); "
                                    "--force starts over")
         if saved is None and (self.resume or finished):
@@ -235,8 +236,8 @@ class StyleRun:
             shutil.rmtree(self.out_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not resuming:
-            for name in (CKPT_DIR, ".ckpt-old", BEST_DIR):
-                shutil.rmtree(self.run_dir / name, ignore_errors=True)
+            clear_run_checkpoints(self.run_dir)
+            shutil.rmtree(self.run_dir / BEST_DIR, ignore_errors=True)
 
     def _loop(self, model, trained, optimizer, params, state: LoopState, rows: dict[str, int], batches: Batches,
               val_x: np.ndarray, pad_id: int, identity: dict[str, Any]) -> None:
@@ -366,19 +367,8 @@ class StyleRun:
         progress.update(step - progress.done, **{k: (None if v == math.inf else v) for k, v in line.items()})
 
     def _checkpoint(self, model, optimizer, state: LoopState, rows: dict[str, int], identity: dict[str, Any]) -> None:
-        """The adapter, the optimizer and the state, swapped in whole (a crash leaves the previous one)."""
-        tmp, final, old = self.run_dir / ".ckpt-tmp", self.run_dir / CKPT_DIR, self.run_dir / ".ckpt-old"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_adapter(model, tmp, self.base)
-        tensors, opt_meta = flatten_optimizer(optimizer)
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "state.json").write_text(json.dumps({"identity": identity, "loop": asdict(state), "rows": rows,
-                                                    "optimizer": opt_meta}))
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        save_run_checkpoint(self.run_dir, model, optimizer, self.base,
+                            {"identity": identity, "loop": asdict(state), "rows": rows})
 
     def _finish(self, tokenizer: JamTokenizer, state: LoopState, rows: dict[str, int], replay_source: str,
                 device: torch.device) -> dict[str, Any]:
@@ -425,23 +415,3 @@ class StyleRun:
         log.info("style %s saved in %s: bits/s %s -> %s", out.name, out, figures["base"]["bits_per_s"],
                  figures["style"]["bits_per_s"])
         return card
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """The dotted keys whose values differ ("config.loop.lr")."""
-    out = []
-    for key in sorted(old.keys() | new.keys()):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}")
-    return out
-
-
-def _read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
-    """The run's last checkpoint (its state, and its folder as "dir"), or None."""
-    for where in (run_dir / CKPT_DIR, run_dir / ".ckpt-old"):  # .ckpt-old: a crash in the middle of the swap
-        if (where / "state.json").is_file() and (where / ADAPTER_WEIGHTS_FILE).is_file():
-            return {**json.loads((where / "state.json").read_text()), "dir": str(where)}
-    return None
