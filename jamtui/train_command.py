@@ -48,6 +48,11 @@ def add_parsers(sub) -> None:
     train.add_argument("--stretch", type=_SHARE, default=0.1,
                        help="augmentation: tempo stretch up to this fraction either way, 0 to below 1 "
                             "(default 0.1)")
+    train.add_argument("--velocity-scale", type=_SHARE, default=0.15, metavar="SHARE",
+                       help="augmentation: velocities spread or narrowed around 64 by up to this fraction, 0 to "
+                            "below 1 (default 0.15)")
+    train.add_argument("--velocity-shift", type=arg.number(at_least=0, at_most=32), default=6.0, metavar="STEPS",
+                       help="augmentation: velocities moved by up to this much either way, 0 to 32 (default 6)")
     train.add_argument("--copies", type=_POSITIVE_WHOLE, default=8,
                        help="augmented passes over the training files: 1 or more (default 8)")
     train.add_argument("--seed", type=arg.seed, default=0, help=f"random seed: 0 to {arg.MAX_SEED} (default 0)")
@@ -92,7 +97,9 @@ def cmd_train(args) -> int:
             method=Method(args.method),
             lora=LoraSettings(rank=args.rank, alpha=args.alpha or 2.0 * args.rank),
             examples=replace(defaults.examples, seq_len=args.seq_len, copies=args.copies, max_transpose=args.transpose,
-                             stretch_range=(1 - args.stretch, 1 + args.stretch), seed=args.seed),
+                             stretch_range=(1 - args.stretch, 1 + args.stretch),
+                             velocity_scale_range=(1 - args.velocity_scale, 1 + args.velocity_scale),
+                             velocity_shift=args.velocity_shift, seed=args.seed),
             loop=replace(defaults.loop, lr=args.lr, min_lr=args.lr / 10, batch_size=args.batch, seed=args.seed,
                          max_steps=args.steps or (STEP_CAP if args.minutes else defaults.loop.max_steps),
                          max_minutes=args.minutes, device=device, threads=args.threads),

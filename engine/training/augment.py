@@ -1,4 +1,4 @@
-"""Augmentation of a piece's notes for training: transposition, tempo stretch, humanizing."""
+"""Augmentation of a piece's notes for training: transposition, tempo stretch, touch, humanizing."""
 from __future__ import annotations
 
 import math
@@ -30,6 +30,14 @@ def stretch(notes: Iterable[Note], factor: float) -> list[Note]:
     if not (math.isfinite(factor) and factor > 0):
         raise ValueError(f"stretch factor must be a positive number, not {factor!r}")
     return [replace(n, start_s=n.start_s * factor, end_s=n.end_s * factor) for n in notes]
+
+
+def touch(notes: Iterable[Note], scale: float, shift: float) -> list[Note]:
+    """Another player's touch, or another keyboard's velocity curve: every velocity spread
+    (`scale` > 1) or narrowed around 64, then moved by `shift`, kept in 1..127."""
+    if not (math.isfinite(scale) and scale > 0 and math.isfinite(shift)):
+        raise ValueError(f"touch needs a positive scale and a finite shift, not {scale!r}, {shift!r}")
+    return [replace(n, velocity=max(1, min(127, round(64 + (n.velocity - 64) * scale + shift)))) for n in notes]
 
 
 def humanize(notes: Iterable[Note], rng: random.Random, timing_ms: float = 15.0, velocity_sd: float = 8.0) -> list[Note]:

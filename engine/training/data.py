@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.tokens.conditions import GENRES, conditions_from_notes
 from engine.events import AI, PERFORMER, Note
-from engine.training.augment import humanize, stretch, transpose, transpose_bounds
+from engine.training.augment import humanize, stretch, touch, transpose, transpose_bounds
 from engine.training.midi_files import read_notes
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,10 @@ class ExampleConfig:
     copies: int = 2  # augmented passes over each training piece
     max_transpose: int = 5
     stretch_range: tuple[float, float] = (0.9, 1.1)
+    # Touch: velocities scaled around 64 by a factor drawn from velocity_scale_range, then moved
+    # by up to velocity_shift either way (off by default, as pre-training was).
+    velocity_scale_range: tuple[float, float] = (1.0, 1.0)
+    velocity_shift: float = 0.0
     condition_drop_p: float = 0.3
     seed: int = 0
 
@@ -80,6 +84,8 @@ def augment(notes: list[Note], source: str, cfg: ExampleConfig, rng: random.Rand
     shift = rng.randint(max(-cfg.max_transpose, low), min(cfg.max_transpose, high))
     notes = transpose(notes, shift)
     notes = stretch(notes, rng.uniform(*cfg.stretch_range))
+    if cfg.velocity_scale_range != (1.0, 1.0) or cfg.velocity_shift:
+        notes = touch(notes, rng.uniform(*cfg.velocity_scale_range), rng.uniform(-cfg.velocity_shift, cfg.velocity_shift))
     if source == "score":  # grid timing and flat velocities: make them sound played
         notes = humanize(notes, rng)
     return notes

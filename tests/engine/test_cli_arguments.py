@@ -271,7 +271,8 @@ def test_generate_takes_any_arguments(tiny_checkpoint, seconds, temperature, top
 @given(command=st.sampled_from([("simulate", "--minutes"), ("jam", "--headless", "--seconds"),
                                 ("thru", "--seconds"), ("bench", "--events"), ("bench", "--cues"),
                                 ("train", "--corpus", "c", "--name", "n", "--lr"),
-                                ("train", "--corpus", "c", "--name", "n", "--steps"), ("eval", "--seed")]),
+                                ("train", "--corpus", "c", "--name", "n", "--steps"),
+                                ("train", "--corpus", "c", "--name", "n", "--velocity-shift"), ("eval", "--seed")]),
        value=BAD_NUMBERS, out=OUT_PATHS)
 def test_bad_numbers_and_paths_are_one_line(command, value, out):
     """Every command with a number refuses a bad one before it touches a port, a model or a file."""

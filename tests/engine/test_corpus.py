@@ -14,7 +14,7 @@ import pytest
 from engine.events import Note
 from engine.midi.midifile import MidiFileError
 from engine.training import corpus, midi_files, source_hannds, source_mma, source_music21, sources
-from engine.training.augment import humanize, stretch, transpose, transpose_bounds
+from engine.training.augment import humanize, stretch, touch, transpose, transpose_bounds
 from engine.training.corpus import Candidate, split_for
 from engine.training.midi_files import read_notes
 from tests import midi_fixtures as fx
@@ -128,6 +128,17 @@ def test_stretch_scales_every_time():
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError):
             stretch(NOTES, bad)
+
+
+def test_touch_spreads_and_moves_velocities_around_64_within_the_midi_range():
+    assert [n.velocity for n in touch(NOTES, 1.0, 0.0)] == [n.velocity for n in NOTES]
+    assert [n.velocity for n in touch(NOTES, 1.5, 0.0)] == [64, 64, 64, 118, 13, 127]
+    assert [n.velocity for n in touch(NOTES, 0.5, -10.0)] == [54, 54, 54, 72, 37, 86]
+    assert [(n.start_s, n.end_s, n.pitch) for n in touch(NOTES, 2.0, 50.0)] == [(n.start_s, n.end_s, n.pitch) for n in NOTES]
+    assert all(1 <= n.velocity <= 127 for n in touch(NOTES, 3.0, -90.0))
+    for scale, shift in ((0.0, 0.0), (-1.0, 0.0), (float("nan"), 0.0), (1.0, float("inf"))):
+        with pytest.raises(ValueError):
+            touch(NOTES, scale, shift)
 
 
 def test_humanize_moves_timing_and_velocity_within_bounds_and_repeats_with_a_seed():

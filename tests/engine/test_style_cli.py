@@ -183,3 +183,18 @@ def test_the_bench_row_for_a_merged_adapter(tiny_checkpoint):
     assert row["decode_ms_p50_no_adapter"] > 0 and row["decode_ms_p50_with_adapter"] > 0
     assert row["adapter_decode_ratio"] == pytest.approx(
         row["decode_ms_p50_with_adapter"] / row["decode_ms_p50_no_adapter"], rel=0.01)
+
+
+def test_train_flags_default_to_the_style_defaults():
+    """`jamtui train` with no tuning flags trains what StyleConfig() says, and the help says so."""
+    from jamtui.cli import build_parser
+    from engine.style.train import StyleConfig
+
+    args = build_parser().parse_args(["train", "--corpus", "c", "--name", "n"])
+    style = StyleConfig()
+    assert (args.rank, args.lr, args.batch, args.replay, args.copies) == (
+        style.lora.rank, style.loop.lr, style.loop.batch_size, style.replay_share, style.examples.copies)
+    assert args.transpose == style.examples.max_transpose
+    assert (1 - args.stretch, 1 + args.stretch) == pytest.approx(style.examples.stretch_range)
+    assert (1 - args.velocity_scale, 1 + args.velocity_scale) == pytest.approx(style.examples.velocity_scale_range)
+    assert args.velocity_shift == style.examples.velocity_shift

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -186,3 +187,21 @@ def test_pretrain_mix_and_init_start_from_a_checkpoint(tiny_corpus, tmp_path, ca
     assert "| hannds | 1 | 0.01 | 10 | 70% |" in card
     assert pretrain.main([*args, "--out", str(tmp_path / "third"), "--mix", "nothing=1"]) == 2
     assert "nothing" in capsys.readouterr().err
+
+
+def test_touch_augmentation_varies_the_velocities_of_training_windows_only(tmp_path):
+    from engine.tokens.tokenizer import VELOCITY, JamTokenizer
+    from engine.training.data import piece_examples
+
+    tokenizer, path = JamTokenizer(), write_two_tracks(tmp_path)
+    entry = {"id": "p", "source": "performance", "tags": {}}
+
+    def velocities(cfg, *, train):
+        windows, _ = piece_examples(path, entry, tokenizer, cfg, train=train, seed=3)
+        return [t for ids in windows for t in ids if tokenizer.kind(t) == VELOCITY]
+
+    plain = ExampleConfig(seq_len=64, window_s=2.0, stride_s=1.0, copies=4, max_transpose=0, stretch_range=(1, 1))
+    touched = replace(plain, velocity_scale_range=(0.5, 1.5), velocity_shift=20.0)
+    assert velocities(touched, train=True) != velocities(plain, train=True)
+    assert velocities(touched, train=True) == velocities(touched, train=True)  # seeded
+    assert velocities(touched, train=False) == velocities(plain, train=False)  # evaluation is never augmented
