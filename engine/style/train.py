@@ -53,7 +53,8 @@ DEFAULT_LORA = LoraSettings()
 # The same windows as pre-training, more augmented passes (a pianist's corpus is small), and touch
 # varied too: velocities spread or narrowed by up to 15% and moved by up to 6, as another night,
 # keyboard or velocity curve would (on unseen pianists it fit held-out playing better).
-STYLE_EXAMPLES = ExampleConfig(copies=8, velocity_scale_range=(0.85, 1.15), velocity_shift=6.0)
+# Its windows name any genre, so a preset's genre does not undo the style.
+STYLE_EXAMPLES = ExampleConfig(copies=8, velocity_scale_range=(0.85, 1.15), velocity_shift=6.0, any_genre=True)
 # No weight decay and a small rate, annealed tenfold over the steps or the minutes: on unseen pianists
 # (scripts/style-fit) 3e-4 fit the held-out files better than 1e-3 and forgot less (README).
 STYLE_LOOP = LoopConfig(max_steps=1000, batch_size=8, lr=3e-4, min_lr=3e-5, warmup_steps=20, weight_decay=0.0,
@@ -74,7 +75,7 @@ class StyleConfig:
     loop: LoopConfig = STYLE_LOOP
     replay_share: float = 0.25  # of each batch's rows, from the base corpus or the base model's own samples
     replay_samples: int = 64  # pieces the base model writes when its corpus is not built
-    genre: str = "unknown"  # the genre condition of the training windows
+    genre: str = "unknown"  # the genre condition of the validation windows (and of training's, without any_genre)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.replay_share < 1.0:

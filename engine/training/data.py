@@ -37,6 +37,9 @@ class ExampleConfig:
     # by up to velocity_shift either way (off by default, as pre-training was).
     velocity_scale_range: tuple[float, float] = (1.0, 1.0)
     velocity_shift: float = 0.0
+    # Each training window names a genre drawn at random instead of the piece's: what it learns
+    # then holds under any genre a preset names (a style is a player, not a genre).
+    any_genre: bool = False
     condition_drop_p: float = 0.3
     seed: int = 0
 
@@ -110,7 +113,8 @@ def piece_examples(path: Path, entry: dict[str, Any], tokenizer, cfg: ExampleCon
         while start_s < end_s - 1.0:
             window = [n for n in notes if start_s <= n.start_s < start_s + cfg.window_s]
             if len(window) >= 4:
-                conditions = conditions_from_notes(window, genre=genre, span_s=cfg.window_s)
+                named = rng.choice(GENRES) if train and cfg.any_genre else genre
+                conditions = conditions_from_notes(window, genre=named, span_s=cfg.window_s)
                 ids = tokenizer.encode(window, start_s=start_s, end_s=start_s + cfg.window_s,
                                        conditions=conditions, drop_p=cfg.condition_drop_p if train else 0.0,
                                        rng=rng, keep_held=True)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from engine.events import AI, PERFORMER, Note
+from engine.tokens.conditions import GENRES
 from engine.training.data import ExampleConfig, assign_players, build_split, genre_of
 from tests.midi_fixtures import write_chords_with_pedal, write_scale, write_two_tracks
 
@@ -205,3 +206,20 @@ def test_touch_augmentation_varies_the_velocities_of_training_windows_only(tmp_p
     assert velocities(touched, train=True) != velocities(plain, train=True)
     assert velocities(touched, train=True) == velocities(touched, train=True)  # seeded
     assert velocities(touched, train=False) == velocities(plain, train=False)  # evaluation is never augmented
+
+
+def test_any_genre_names_every_genre_across_training_windows_and_none_in_evaluation(tmp_path):
+    from engine.tokens.tokenizer import JamTokenizer
+    from engine.training.data import piece_examples
+
+    tokenizer, path = JamTokenizer(), write_two_tracks(tmp_path)
+    entry = {"id": "p", "source": "performance", "tags": {"genre": "jazz comping"}}
+    cfg = ExampleConfig(seq_len=64, window_s=3.0, stride_s=0.25, copies=16, condition_drop_p=0.0, any_genre=True)
+
+    def genres(config, *, train):
+        windows, _ = piece_examples(path, entry, tokenizer, config, train=train, seed=1)
+        return [tokenizer.vocab[t] for ids in windows for t in ids if tokenizer.vocab[t].startswith("Genre_")]
+
+    assert {g.removeprefix("Genre_") for g in genres(cfg, train=True)} == set(GENRES)
+    assert set(genres(cfg, train=False)) == {"Genre_jazz-comping"}
+    assert set(genres(replace(cfg, any_genre=False), train=True)) == {"Genre_jazz-comping"}
