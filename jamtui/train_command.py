@@ -2,9 +2,13 @@
 playing; `jamtui.cli` registers it, `engine.style.train.StyleRun` does the work."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,8 +25,9 @@ def add_parsers(sub) -> None:
     """Add the `train` subcommand to the `jamtui` subparsers `sub`."""
     train = sub.add_parser("train", help="learn a style from a corpus of your playing (LoRA or QLoRA)",
                            description="Fine-tune the model on a corpus (`jamtui corpus add`) into a style "
-                                       "you can jam with (`jamtui jam --style NAME`). Ctrl-C stops; the same "
-                                       "command resumes from the last checkpoint. Runs under torchrun too.")
+                                       "you can jam with (`jamtui jam --style NAME`). Ctrl-C stops after the step "
+                                       "under way and saves the best so far as the style (a second Ctrl-C quits "
+                                       "at once); --resume trains on. Runs under torchrun too.")
     train.add_argument("--corpus", required=True, metavar="NAME", help="the corpus to learn from")
     train.add_argument("--name", required=True, metavar="STYLE", help="the style to write (letters, digits, -_.)")
     train.add_argument("--method", choices=("lora", "qlora"), default="lora",
@@ -107,7 +112,8 @@ def cmd_train(args) -> int:
         )
         run = StyleRun(train_files, val_files, styles_dir() / args.name, config, base=args.model or DEFAULT_MODEL_DIR,
                        corpus=summary, resume=args.resume, force=args.force, merge=args.merge, json_lines=args.json)
-        result = run.run()
+        with _ctrl_c_stops(run, args.name):
+            result = run.run()
     except TrainError as exc:
         raise UserError(str(exc)) from exc
     except KeyboardInterrupt:
@@ -125,9 +131,37 @@ def cmd_train(args) -> int:
             "merged": str(result.merged_dir) if result.merged_dir else None}
     if args.json:
         print(json.dumps(done), flush=True)
+    elif result.stopped_because == "stopped":
+        print(f"jamtui train: stopped at step {result.steps}; style {args.name} in {result.style_dir} is the best "
+              f"so far (validation bits/s {done['base_bits_per_s']} -> {done['style_bits_per_s']}); "
+              f"--resume trains on; play it with: jamtui jam --style {args.name}")
     else:
         print(f"jamtui train: style {args.name} in {result.style_dir}: {result.steps} steps "
               f"({result.stopped_because}), "
               f"validation bits/s {done['base_bits_per_s']} -> {done['style_bits_per_s']}; "
               f"play it with: jamtui jam --style {args.name}")
     return 0
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(run, name: str):
+    """While the run trains, the first Ctrl-C asks it to stop after the step under way (it then saves
+    a checkpoint and its best adapter as the style); a second one quits at once, as before, and the
+    next `--resume` goes on from the last checkpoint. Off the main thread Ctrl-C is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum, _frame):
+        if run.stopping:
+            raise KeyboardInterrupt
+        run.stop()
+        # Straight to the descriptor: the progress bar may be halfway through a write to sys.stderr.
+        os.write(2, f"\njamtui train: stopping style {name} after this step and saving it "
+                    "(Ctrl-C again quits at once)\n".encode())
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

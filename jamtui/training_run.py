@@ -20,7 +20,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 STDERR_LINES_KEPT = 12  # what a failed run shows of its child's last words
-CANCEL_GRACE_S = 10.0  # after Ctrl-C, how long the child may take to save and stop before it is killed
+# After Ctrl-C, how long the child may take to stop before it is killed: a training run finishes its
+# step, saves a checkpoint and measures the style it keeps on its validation files (seconds, or tens of
+# seconds for a long corpus on a slow CPU).
+CANCEL_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,11 @@ class StyleRun:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """`stop()` was called."""
+        return self._stop.is_set()
+
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> StyleResult:

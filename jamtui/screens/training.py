@@ -299,8 +299,11 @@ class TrainingScreen(ModalScreen[str | None]):
         self._card_figures(path)
         self.query_one("#train-play", Button).disabled = self.switch_style is None
         self.post_message(self.StyleTrained(name, path))
-        done = (f"style {name} trained: {result['steps']} steps ({result['stopped_because']})"
-                + ("; ctrl+y plays it" if self.switch_style else ""))
+        if result["stopped_because"] == "stopped":
+            done = f"stopped at step {result['steps']}: style {name} is its best so far; Resume (ctrl+r) trains on"
+        else:
+            done = f"style {name} trained: {result['steps']} steps ({result['stopped_because']})"
+        done += "; ctrl+y plays it" if self.switch_style else ""
         if self.heldout is not None:
             self._start_child(eval_arguments(name, [self.heldout]), done + "; evaluating on the held-out files…")
         else:

@@ -198,3 +198,26 @@ def test_train_flags_default_to_the_style_defaults():
     assert (1 - args.stretch, 1 + args.stretch) == pytest.approx(style.examples.stretch_range)
     assert (1 - args.velocity_scale, 1 + args.velocity_scale) == pytest.approx(style.examples.velocity_scale_range)
     assert args.velocity_shift == style.examples.velocity_shift
+
+
+def test_the_first_ctrl_c_stops_the_run_after_its_step_and_a_second_quits_at_once():
+    import signal
+    import time
+
+    from jamtui.train_command import _ctrl_c_stops
+
+    class Run:
+        stopping = False
+
+        def stop(self):
+            self.stopping = True
+
+    run, before = Run(), signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with _ctrl_c_stops(run, "mine"):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # the handler runs on this thread, between two bytecodes
+            assert run.stopping
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C is the shell's again after the run

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import signal
 import subprocess
 
 import pytest
@@ -89,3 +91,37 @@ def test_jam_headless_with_the_style(home, jack_server, tmp_path):
     assert "jamtui jam: " in result.stderr and "recorded" in result.stderr, result.stderr
     sidecars = list((tmp_path / "rec").glob("*.json"))
     assert len(sidecars) == 1 and json.loads(sidecars[0].read_text())["status"] == "complete"
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_at_a_terminal_keeps_the_style_so_far_and_resume_goes_on_from_that_step(home):
+    data, _takes, _, _ = home
+    env = {**os.environ, "XDG_DATA_HOME": str(data), "PYTHONUNBUFFERED": "1"}
+    tiny = ["--replay", "0", "--seq-len", "64", "--batch", "2", "--copies", "1", "--threads", "1", "--json"]
+    child = subprocess.Popen(jamtui_cmd("train", "--corpus", "mine", "--name", "stopped", "--steps", "100000", *tiny),
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in child.stdout:  # past a few steps, then Ctrl-C as at a terminal
+            lines.append(json.loads(line))
+            if lines[-1].get("step", 0) >= 3:
+                child.send_signal(signal.SIGINT)
+                break
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    assert "stopping style stopped after this step" in err and "Traceback" not in err, err
+    done = json.loads(out.strip().splitlines()[-1])
+    assert done["event"] == "train-done" and done["stopped_because"] == "stopped"
+    stopped_at = done["steps"]
+    assert stopped_at >= 3
+    style = data / "jamtui" / "styles" / "stopped"
+    card = json.loads((style / "card.json").read_text())
+    assert card["run"]["stopped_because"] == "stopped" and (style / "adapter_model.safetensors").is_file()
+
+    code, out, err = run("train", "--corpus", "mine", "--name", "stopped", "--steps", str(stopped_at + 2), "--resume",
+                         *tiny)
+    assert code == 0, err
+    steps = [json.loads(line)["step"] for line in out.splitlines() if json.loads(line)["event"] == "train"]
+    assert steps == [stopped_at + 1, stopped_at + 2]  # on from where Ctrl-C stopped it: no step lost
