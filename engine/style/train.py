@@ -34,7 +34,7 @@ from engine.style.card import CARD_FILE, base_fingerprint, write_card
 from engine.training.distributed import DistributedError, ProcessGroup
 from engine.style.lora import (LoraSettings, Method, TrainError, add_lora, base_model, load_adapter_weights,
                                save_adapter, trainable_parameters)
-from engine.style.replay import BASE_CORPUS_DIR, Batches, replay_rows, style_windows
+from engine.style.replay import BASE_CORPUS_DIR, Batches, evenly_spaced, replay_rows, style_windows
 from engine.style.run_checkpoint import clear_run_checkpoints, differences, read_run_checkpoint, save_run_checkpoint
 from engine.tokens.tokenizer import JamTokenizer
 from engine.training.bits_per_second import music_fit
@@ -187,7 +187,7 @@ class StyleRun:
         train_x, _ = style_windows(self.train_files, tokenizer, cfg.examples, cfg.genre, train=True)
         val_x, _ = style_windows(self.val_files, tokenizer, cfg.examples, cfg.genre, train=False)
         if cfg.loop.eval_batches:
-            val_x = val_x[: cfg.loop.eval_batches * cfg.loop.batch_size]
+            val_x = evenly_spaced(val_x, cfg.loop.eval_batches * cfg.loop.batch_size)
         replay_x, replay_source = None, "nothing"
         if cfg.replay_share > 0:
             replay_x, replay_source = replay_rows(self.base, self.base_corpus, self.run_dir, tokenizer,

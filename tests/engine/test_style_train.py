@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from engine.style.lora import LoraSettings, Method, TrainError
-from engine.style.replay import Batches
 from engine.style.train import StyleConfig, StyleExistsError, StyleRun
 from engine.training.data import ExampleConfig
 from engine.training.loop import LoopConfig
@@ -180,17 +179,7 @@ def test_json_lines_have_the_step_fields(trained):
     assert [s["step"] for s in seen] == list(range(21)) and all(STEP_KEYS <= set(s) for s in seen)
 
 
-def test_replay_share_is_honoured(trained):
-    style = np.full((10, 9), 5, dtype=np.uint16)
-    replay = np.full((6, 9), 7, dtype=np.uint16)
-    batches = Batches(style, replay, batch_size=8, replay_share=0.25, seed=0)
-    for step in range(20):
-        batch = batches.at(step)
-        assert batch.shape == (8, 9)
-        assert (batch[:, 0] == 7).sum() == 2 and (batch[:, 0] == 5).sum() == 6
-    assert (Batches(style, replay, 8, 0.5, 0).at(3)[:, 0] == 7).sum() == 4
-    assert (Batches(style, None, 8, 0.5, 0).at(3)[:, 0] == 7).sum() == 0  # nothing to replay
-    assert (batches.at(4) == batches.at(4)).all()  # a step's batch depends on the step only
+def test_a_run_replays_its_share_of_rows_written_by_the_base(trained):
     result, _, _ = trained
     assert result.replay_rows == 20 * 1 and result.style_rows == 20 * 3  # round(0.25 * 4) of 4 rows
     assert result.card["replay"]["source"] == "pieces the base model wrote"
