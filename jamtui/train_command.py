@@ -34,7 +34,7 @@ def add_parsers(sub) -> None:
                        help="lora (fp32 base; fastest on a CPU) or qlora (4-bit base; saves GPU memory)")
     train.add_argument("--rank", type=_POSITIVE_WHOLE, default=8, help="LoRA rank: 1 or more (default 8)")
     train.add_argument("--alpha", type=_POSITIVE, help="LoRA alpha: above 0 (default: 2 x rank)")
-    train.add_argument("--lr", type=_POSITIVE, default=3e-4, help="peak learning rate: above 0 (default 3e-4)")
+    train.add_argument("--lr", type=_POSITIVE, default=6e-4, help="peak learning rate: above 0 (default 6e-4)")
     length = train.add_mutually_exclusive_group()
     length.add_argument("--minutes", type=_POSITIVE,
                         help="train for this long: above 0 (early stop may end it sooner)")

@@ -53,11 +53,14 @@ DEFAULT_LORA = LoraSettings()
 # The same windows as pre-training, more augmented passes (a pianist's corpus is small), and touch
 # varied too: velocities spread or narrowed by up to 15% and moved by up to 6, as another night,
 # keyboard or velocity curve would (on unseen pianists it fit held-out playing better).
-# Its windows name any genre, so a preset's genre does not undo the style.
-STYLE_EXAMPLES = ExampleConfig(copies=8, velocity_scale_range=(0.85, 1.15), velocity_shift=6.0, any_genre=True)
-# No weight decay and a small rate, annealed tenfold over the steps or the minutes: on unseen pianists
-# (scripts/style-fit) 3e-4 fit the held-out files better than 1e-3 and forgot less (README).
-STYLE_LOOP = LoopConfig(max_steps=1000, batch_size=8, lr=3e-4, min_lr=3e-5, warmup_steps=20, weight_decay=0.0,
+# Its windows name any genre, so a preset's genre does not undo the style. They keep every condition:
+# the live context fills what a preset leaves open from the notes it holds (engine.duet.context), and
+# the replayed rows keep the base's practice with conditions left out (pre-training drops them).
+STYLE_EXAMPLES = ExampleConfig(copies=8, velocity_scale_range=(0.85, 1.15), velocity_shift=6.0, any_genre=True,
+                               condition_drop_p=0.0)
+# No weight decay and a moderate rate, annealed tenfold over the steps or the minutes: on unseen
+# pianists (scripts/style-fit) 6e-4 fit held-out playing better than 3e-4 and 1e-3 (README).
+STYLE_LOOP = LoopConfig(max_steps=1000, batch_size=8, lr=6e-4, min_lr=6e-5, warmup_steps=20, weight_decay=0.0,
                         eval_every=50, eval_batches=16, patience=4)
 
 
@@ -272,11 +275,18 @@ class StyleRun:
         budget_s = None if loop.max_minutes is None else state.elapsed_s + loop.max_minutes * 60
         started, run_tokens, run_steps, elapsed_s = time.monotonic(), 0, 0, 0.0
 
+        cooldown_steps = loop.patience * loop.eval_every
+
         def annealed() -> float:
-            """How far the learning rate's cosine has gone, 0-1."""
+            """How far the learning rate's cosine has gone, 0-1: along the steps or the time, or,
+            once a plateau has begun the cool-down, on to the end over `cooldown_steps`."""
             by_steps = 0.0 if only_time else step_progress(state.step, loop)
             by_time = 0.0 if budget_s is None else (state.elapsed_s + elapsed_s - run["seconds"]) / budget_s
-            return min(1.0, max(by_steps, by_time))
+            by_cooldown = 0.0
+            if state.cooldown_step is not None:
+                done = (state.step - state.cooldown_step) / cooldown_steps
+                by_cooldown = state.cooldown_progress + (1 - state.cooldown_progress) * done
+            return min(1.0, max(by_steps, by_time, by_cooldown))
 
         def lr_now() -> float:
             return lr_at(state.step, loop, annealed())
@@ -322,8 +332,16 @@ class StyleRun:
                         state.evals_since_best += 1
                     state.history.append({"step": state.step, "train_loss": train_loss, "val_loss": val})
                     # A plateau while the rate is still high is that rate's noise floor, not the end of
-                    # learning: early stop waits for the cosine's second half.
-                    if state.evals_since_best >= loop.patience and annealed() >= 0.5:
+                    # learning: early stop waits for the cosine's second half. There a plateau cools the
+                    # rate down to its floor over `cooldown_steps`, and the run ends after that.
+                    plateau = state.evals_since_best >= loop.patience and annealed() >= 0.5
+                    cooled = state.cooldown_step is not None and state.step >= state.cooldown_step + cooldown_steps
+                    if plateau and state.cooldown_step is None and annealed() < 1.0:
+                        state.cooldown_step, state.cooldown_progress = state.step, annealed()
+                        state.evals_since_best, plateau = 0, False
+                        log.info("style %s: validation plateau at step %d; cooling the learning rate down over "
+                                 "%d steps", self.out_dir.name, state.step, cooldown_steps)
+                    if plateau or cooled:
                         state.stopped_because = "early stop"
                     elif stopping:
                         state.stopped_because = "time limit" if out_of_time else "stopped"

@@ -55,6 +55,10 @@ class LoopState:
     stopped_because: str | None = None
     elapsed_s: float = 0.0  # training wall time over every run that led here
     runs: list | None = None  # one record per run: device, steps, seconds
+    # A style run's cool-down (engine.style.train): the step its plateau began it at, and how far
+    # the learning rate's cosine had gone then (0-1); None before.
+    cooldown_step: int | None = None
+    cooldown_progress: float = 0.0
 
 
 def device_name(device: str) -> str:

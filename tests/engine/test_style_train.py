@@ -16,7 +16,7 @@ import torch
 from engine.style.lora import LoraSettings, Method, TrainError
 from engine.style.train import StyleConfig, StyleExistsError, StyleRun
 from engine.training.data import ExampleConfig
-from engine.training.loop import LoopConfig
+from engine.training.loop import LoopConfig, lr_at
 
 STEP_KEYS = {"step", "loss", "val_loss", "tokens_per_s", "eta_s"}
 
@@ -390,10 +390,17 @@ def test_a_time_limited_run_anneals_its_learning_rate_over_the_time(tmp_path, ri
     assert rates[0] > 0.5 * config.loop.lr and rates[-1] == pytest.approx(config.loop.min_lr)
 
 
-def test_early_stop_waits_for_the_second_half_of_the_annealing(tmp_path, riffs, base):
+def test_early_stop_waits_for_the_second_half_of_the_annealing_then_cools_down(tmp_path, riffs, base):
     """A plateau while the rate is high is not the end: a run that never improves on the base
-    (a learning rate too small to move it) goes on to half its cosine (step 11 of 2 + 18) before
-    early stop ends it, at the next evaluation."""
+    (a learning rate too small to move it) goes on to half its cosine (step 11 of 2 + 18); the
+    plateau seen at the next evaluation (step 12) cools the rate down to its floor over patience x
+    eval_every steps (2), and the run ends there, at step 14 of 20."""
     config = tiny_config(max_steps=20, warmup_steps=2, lr=1e-9, min_lr=1e-10, eval_every=2, patience=1)
-    result = start(riffs, tmp_path / "flat", base, config).run()
-    assert result.stopped_because == "early stop" and result.steps == 12
+    seen = []
+    result = start(riffs, tmp_path / "flat", base, config, on_step=seen.append).run()
+    assert result.stopped_because == "early stop" and result.steps == 14
+    rates = {line["step"]: line["lr"] for line in seen if line.get("lr") is not None}
+    cosine = [lr_at(step, config.loop) for step in (12, 13, 14)]  # where the steps alone would be
+    assert rates[12] == pytest.approx(cosine[0])
+    assert cosine[1] > rates[13] > rates[14] == pytest.approx(config.loop.min_lr)
+    assert result.card["run"]["steps"] == 14
