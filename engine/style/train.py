@@ -36,11 +36,11 @@ from engine.style.lora import (LoraSettings, Method, TrainError, add_lora, base_
                                save_adapter, trainable_parameters)
 from engine.style.replay import BASE_CORPUS_DIR, Batches, evenly_spaced, replay_rows, style_windows
 from engine.style.run_checkpoint import clear_run_checkpoints, differences, read_run_checkpoint, save_run_checkpoint
+from engine.style.schedule import Schedule
 from engine.tokens.tokenizer import JamTokenizer
 from engine.training.bits_per_second import music_fit
 from engine.training.data import ExampleConfig
-from engine.training.loop import (LoopConfig, LoopState, device_name, evaluate, lm_loss, lr_at,
-                                  restore_optimizer, step_progress)
+from engine.training.loop import LoopConfig, LoopState, device_name, evaluate, lm_loss, restore_optimizer
 from engine.training.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -272,24 +272,15 @@ class StyleRun:
                              initial=state.step) if group.main else None)
         # With a time limit the learning rate anneals over the time (this run's and the earlier runs'
         # of this style), or over the steps when they end it sooner; each process reads the same clock.
-        budget_s = None if loop.max_minutes is None else state.elapsed_s + loop.max_minutes * 60
+        schedule = Schedule(loop, None if loop.max_minutes is None else state.elapsed_s + loop.max_minutes * 60,
+                            steps_count=not only_time, name=self.out_dir.name)
         started, run_tokens, run_steps, elapsed_s = time.monotonic(), 0, 0, 0.0
 
-        cooldown_steps = loop.patience * loop.eval_every
-
-        def annealed() -> float:
-            """How far the learning rate's cosine has gone, 0-1: along the steps or the time, or,
-            once a plateau has begun the cool-down, on to the end over `cooldown_steps`."""
-            by_steps = 0.0 if only_time else step_progress(state.step, loop)
-            by_time = 0.0 if budget_s is None else (state.elapsed_s + elapsed_s - run["seconds"]) / budget_s
-            by_cooldown = 0.0
-            if state.cooldown_step is not None:
-                done = (state.step - state.cooldown_step) / cooldown_steps
-                by_cooldown = state.cooldown_progress + (1 - state.cooldown_progress) * done
-            return min(1.0, max(by_steps, by_time, by_cooldown))
+        def trained_s() -> float:
+            return state.elapsed_s + elapsed_s - run["seconds"]
 
         def lr_now() -> float:
-            return lr_at(state.step, loop, annealed())
+            return schedule.lr(state, trained_s())
 
         model.train()
         try:
@@ -331,17 +322,7 @@ class StyleRun:
                     else:
                         state.evals_since_best += 1
                     state.history.append({"step": state.step, "train_loss": train_loss, "val_loss": val})
-                    # A plateau while the rate is still high is that rate's noise floor, not the end of
-                    # learning: early stop waits for the cosine's second half. There a plateau cools the
-                    # rate down to its floor over `cooldown_steps`, and the run ends after that.
-                    plateau = state.evals_since_best >= loop.patience and annealed() >= 0.5
-                    cooled = state.cooldown_step is not None and state.step >= state.cooldown_step + cooldown_steps
-                    if plateau and state.cooldown_step is None and annealed() < 1.0:
-                        state.cooldown_step, state.cooldown_progress = state.step, annealed()
-                        state.evals_since_best, plateau = 0, False
-                        log.info("style %s: validation plateau at step %d; cooling the learning rate down over "
-                                 "%d steps", self.out_dir.name, state.step, cooldown_steps)
-                    if plateau or cooled:
+                    if schedule.early_stop(state, trained_s()):
                         state.stopped_because = "early stop"
                     elif stopping:
                         state.stopped_because = "time limit" if out_of_time else "stopped"

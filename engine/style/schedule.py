@@ -1,0 +1,57 @@
+"""A style run's learning-rate schedule and its early stop: warm-up, then a cosine over the steps or
+the minutes, and the cool-down a validation plateau begins before the run ends."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from engine.training.loop import LoopConfig, LoopState, lr_at, step_progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """`loop`'s schedule for one run of a style. `budget_s`: the training seconds the cosine spans
+    when a time limit is set (this run's and the earlier runs' of the style), else None;
+    `steps_count`: False when only the time limit ends the run (its max_steps is a cap, not a plan).
+    `trained_s` below is the training time over every run so far, the same on every process."""
+
+    loop: LoopConfig
+    budget_s: float | None = None
+    steps_count: bool = True
+    name: str = "style"  # for the log
+
+    @property
+    def cooldown_steps(self) -> int:
+        return self.loop.patience * self.loop.eval_every
+
+    def progress(self, state: LoopState, trained_s: float) -> float:
+        """How far the learning rate's cosine has gone, 0-1: along the steps or the time, whichever
+        is further, or, once a plateau has begun the cool-down, on to the end over `cooldown_steps`."""
+        by_steps = step_progress(state.step, self.loop) if self.steps_count else 0.0
+        by_time = trained_s / self.budget_s if self.budget_s else 0.0
+        by_cooldown = 0.0
+        if state.cooldown_step is not None:
+            done = (state.step - state.cooldown_step) / self.cooldown_steps
+            by_cooldown = state.cooldown_progress + (1 - state.cooldown_progress) * done
+        return min(1.0, max(by_steps, by_time, by_cooldown))
+
+    def lr(self, state: LoopState, trained_s: float) -> float:
+        return lr_at(state.step, self.loop, self.progress(state, trained_s))
+
+    def early_stop(self, state: LoopState, trained_s: float) -> bool:
+        """After an evaluation: does the run end here? A plateau while the rate is still high is that
+        rate's noise floor, not the end of learning, so a plateau counts only in the cosine's second
+        half. There the first one cools the rate down to its floor over `cooldown_steps` (recorded in
+        `state`, so a resumed run goes on with it), and the run ends when that is done."""
+        progress = self.progress(state, trained_s)
+        plateau = state.evals_since_best >= self.loop.patience and progress >= 0.5
+        if plateau and state.cooldown_step is None and progress < 1.0:
+            state.cooldown_step, state.cooldown_progress = state.step, progress
+            state.evals_since_best = 0
+            log.info("style %s: validation plateau at step %d; cooling the learning rate down over %d steps",
+                     self.name, state.step, self.cooldown_steps)
+            return False
+        cooled = state.cooldown_step is not None and state.step >= state.cooldown_step + self.cooldown_steps
+        return plateau or cooled
