@@ -77,6 +77,7 @@ def _show(name: str, as_json: bool) -> int:
         "name": path.name, "path": str(path.resolve()), "rank": adapter.config.rank, "alpha": adapter.config.alpha,
         "scale": round(adapter.config.scale, 6), "use_rslora": adapter.config.use_rslora,
         "target_modules": list(adapter.config.target_modules), "modules": len(adapter.pairs),
+        "whole_modules": list(adapter.config.modules_to_save),
         "params": adapter.n_params, "size_bytes": adapter.size_bytes, "card": card or None,
     }
     if card_problem is not None:
@@ -89,6 +90,8 @@ def _show(name: str, as_json: bool) -> int:
           f"{', rsLoRA' if info['use_rslora'] else ''}), {info['modules']} modules, {info['params']:,} parameters, "
           f"{_size(info['size_bytes'])}")
     print(f"  targets: {', '.join(info['target_modules'])}")
+    if info["whole_modules"]:
+        print(f"  trained whole: {', '.join(info['whole_modules'])}")
     if card_problem is not None:
         print(f"  card: {card_problem}")
     elif not card:

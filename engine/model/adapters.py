@@ -5,12 +5,16 @@ An adapter directory is what peft's `save_pretrained(safe_serialization=True)` w
 shipped `LlamaForCausalLM`: `adapter_config.json` and `adapter_model.safetensors` with tensors
 `base_model.model.<module>.lora_A.weight` (r, in) and `.lora_B.weight` (out, r). Merging adds
 `weight * scale * B @ A` to each module's weight (scale = alpha / r, or alpha / sqrt(r) with
-rsLoRA), so the live model keeps its shapes and decodes as fast as the base. No code from the
+rsLoRA), so the live model keeps its shapes and decodes as fast as the base. An adapter may also
+carry whole small modules (peft's `modules_to_save`: the RMS norms, the token embedding and its
+tied output head) as `base_model.model.<module>.weight`; merging moves each such weight from the
+base's toward the adapter's by `weight` (W + weight * (saved - W)). No code from the
 directory ever runs: peft is not used to load it, and pickle files are refused.
 Trained styles live in `engine.user_dirs.styles_dir()/NAME/`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -30,10 +34,14 @@ ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 PICKLE_FILES = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth", "adapter_model.ckpt")
 MAX_WEIGHT = 2.0
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # the Llama linears
+# Modules an adapter may carry whole (peft's modules_to_save): the Llama's RMS norms, the token
+# embedding and the output head (tied to the embedding in the shipped model).
+WHOLE_MODULES = ("input_layernorm", "post_attention_layernorm", "norm", "embed_tokens", "lm_head")
 _PREFIX = "base_model.model."
 _A, _B = ".lora_A.weight", ".lora_B.weight"
+_W = ".weight"
 # peft features that change the merge (or add weights outside it): refused when set.
-_UNSUPPORTED = ("use_dora", "modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform",
+_UNSUPPORTED = ("use_dora", "rank_pattern", "alpha_pattern", "layers_to_transform",
                 "layers_pattern", "layer_replication", "lora_bias", "trainable_token_indices", "target_parameters",
                 "use_qalora", "alora_invocation_tokens")
 
@@ -48,6 +56,7 @@ class AdapterConfig:
     alpha: float
     use_rslora: bool
     target_modules: tuple[str, ...]
+    modules_to_save: tuple[str, ...] = ()  # of WHOLE_MODULES
 
     @property
     def scale(self) -> float:
@@ -56,15 +65,17 @@ class AdapterConfig:
 
 @dataclass(frozen=True)
 class Adapter:
-    """A checked adapter: its config and its (A, B) pairs by module name of the base's state dict."""
+    """A checked adapter: its config, its (A, B) pairs and its whole modules' weights, by module name
+    of the base's state dict."""
 
     path: Path
     config: AdapterConfig
     pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor]]  # "model.layers.0.self_attn.q_proj" -> (A (r, in), B (out, r))
+    whole: Mapping[str, torch.Tensor] = dataclasses.field(default_factory=dict)  # "model.norm" -> its weight
 
     @property
     def n_params(self) -> int:
-        return sum(a.numel() + b.numel() for a, b in self.pairs.values())
+        return sum(a.numel() + b.numel() for a, b in self.pairs.values()) + sum(w.numel() for w in self.whole.values())
 
     @property
     def size_bytes(self) -> int:
@@ -125,7 +136,14 @@ def read_adapter_config(path: str | os.PathLike) -> AdapterConfig:
     unknown = sorted(set(targets) - set(TARGETS))
     if unknown:
         raise bad("target_modules", f"{unknown[0]!r} is not one of {', '.join(TARGETS)}")
-    return AdapterConfig(rank, float(alpha), use_rslora, tuple(targets))
+    whole = raw.get("modules_to_save") or []
+    if not isinstance(whole, list) or not all(isinstance(m, str) for m in whole):
+        raise bad("modules_to_save", f"must be a list of module names, got {whole!r}")
+    unknown = sorted(m for m in whole if m.rsplit(".", 1)[-1] not in WHOLE_MODULES)
+    if unknown:
+        raise bad("modules_to_save", f"{unknown[0]!r} is not one of {', '.join(WHOLE_MODULES)}")
+    whole = list(dict.fromkeys(m.rsplit(".", 1)[-1] for m in whole))  # peft adds "model.embed_tokens" when tied
+    return AdapterConfig(rank, float(alpha), use_rslora, tuple(targets), tuple(whole))
 
 
 def read_adapter(path: str | os.PathLike) -> Adapter:
@@ -150,11 +168,24 @@ def read_adapter(path: str | os.PathLike) -> Adapter:
         raise AdapterError(path, f"unreadable {ADAPTER_WEIGHTS_FILE}: {exc}") from exc
     a_of: dict[str, torch.Tensor] = {}
     b_of: dict[str, torch.Tensor] = {}
+    whole: dict[str, torch.Tensor] = {}
+    # peft writes the output head of a model with tied embeddings under its own name too.
+    saved = set(config.modules_to_save) | ({"lm_head"} if "embed_tokens" in config.modules_to_save else set())
     for key in sorted(state):
         tensor = state[key]
+        if key.startswith(_PREFIX) and key.endswith(_W) and not key.endswith((_A, _B)):
+            module = key[len(_PREFIX): -len(_W)]
+            if module.rsplit(".", 1)[-1] not in saved:
+                raise AdapterError(path, f"{ADAPTER_WEIGHTS_FILE}: tensor {key} is for a module that "
+                                         f"{ADAPTER_CONFIG_FILE} modules_to_save does not list")
+            if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
+                raise AdapterError(path, f"{ADAPTER_WEIGHTS_FILE}: tensor {key} is not finite floats ({tensor.dtype})")
+            whole[module] = tensor.to(torch.float32)
+            continue
         if not key.startswith(_PREFIX) or not key.endswith((_A, _B)):
             raise AdapterError(path, f"{ADAPTER_WEIGHTS_FILE}: unexpected tensor {key} "
-                                     f"(expected {_PREFIX}<module>{_A} and {_B})")
+                                     f"(expected {_PREFIX}<module>{_A} and {_B}, or {_PREFIX}<module>{_W} "
+                                     f"of modules_to_save)")
         module = key[len(_PREFIX): -len(_A)]
         if module.rsplit(".", 1)[-1] not in config.target_modules:
             raise AdapterError(path, f"{ADAPTER_WEIGHTS_FILE}: tensor {key} is for a module that "
@@ -172,7 +203,11 @@ def read_adapter(path: str | os.PathLike) -> Adapter:
     for module in sorted(a_of.keys() ^ b_of.keys()):
         missing = _B if module in a_of else _A
         raise AdapterError(path, f"{ADAPTER_WEIGHTS_FILE}: missing tensor {_PREFIX}{module}{missing}")
-    return Adapter(path, config, {module: (a_of[module], b_of[module]) for module in sorted(a_of)})
+    for name in config.modules_to_save:
+        if not any(module.rsplit(".", 1)[-1] == name for module in whole):
+            raise AdapterError(path, f"{ADAPTER_WEIGHTS_FILE}: no tensor for {name}, which {ADAPTER_CONFIG_FILE} "
+                                     f"modules_to_save lists")
+    return Adapter(path, config, {module: (a_of[module], b_of[module]) for module in sorted(a_of)}, whole)
 
 
 # -- merging ----------------------------------------------------------------------------------
@@ -198,16 +233,25 @@ def check_fits(adapter: Adapter, shapes: Mapping[str, tuple[int, ...]]) -> None:
                 raise AdapterError(adapter.path, f"{ADAPTER_WEIGHTS_FILE}: tensor {_PREFIX}{module}{suffix} has "
                                                  f"shape {tuple(tensor.shape)} but the base's {module} {shape} "
                                                  f"needs {wanted}")
+    for module, tensor in adapter.whole.items():
+        shape = shapes.get(module + _W)
+        if shape is None:
+            raise AdapterError(adapter.path, f"{ADAPTER_WEIGHTS_FILE}: tensor {_PREFIX}{module}{_W} is for {module}, "
+                                             f"which the base model does not have")
+        if tuple(tensor.shape) != tuple(shape):
+            raise AdapterError(adapter.path, f"{ADAPTER_WEIGHTS_FILE}: tensor {_PREFIX}{module}{_W} has shape "
+                                             f"{tuple(tensor.shape)} but the base's {module} is {tuple(shape)}")
 
 
 def merge_adapters(model, adapters: Sequence[tuple[str | os.PathLike | Adapter, float]]) -> None:
     """Merge `adapters` ((directory or Adapter, weight 0-2), in order) into `model`'s weights, in
-    place: W += weight * scale * B @ A for each module (weight 0 leaves the base as it was).
-    `model` is a `LlamaForCausalLM` (or anything with its parameter names). Every adapter is read
-    and checked before any weight changes. Raises AdapterError (one line)."""
+    place: W += weight * scale * B @ A for each module, and for each whole module
+    W += weight * (saved - W_base) (weight 0 leaves the base as it was). `model` is a
+    `LlamaForCausalLM` (or anything with its parameter names; tied weights are moved once). Every
+    adapter is read and checked before any weight changes. Raises AdapterError (one line)."""
     import torch
 
-    params = dict(model.named_parameters())
+    params = dict(model.named_parameters(remove_duplicate=False))
     shapes = {name: tuple(p.shape) for name, p in params.items()}
     checked: list[tuple[Adapter, float]] = []
     for item, weight in adapters:
@@ -215,14 +259,33 @@ def merge_adapters(model, adapters: Sequence[tuple[str | os.PathLike | Adapter, 
         weight = check_weight(adapter.path, weight)
         check_fits(adapter, shapes)
         checked.append((adapter, weight))
+    moves = [(_whole_moves(adapter, params), weight) for adapter, weight in checked]  # against the base's weights
     with torch.no_grad():
-        for adapter, weight in checked:
+        for (adapter, weight), (whole, _) in zip(checked, moves):
             if weight == 0.0:
                 continue
             factor = weight * adapter.config.scale
             for module, (a, b) in adapter.pairs.items():
-                param = params[module + ".weight"]
+                param = params[module + _W]
                 param.add_(((b @ a) * factor).to(param.device, param.dtype))  # (out, r) @ (r, in)
+            for param, delta in whole:
+                param.add_((delta * weight).to(param.device, param.dtype))
+
+
+def _whole_moves(adapter: Adapter, params: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+    """(parameter, saved - base) for each whole module of `adapter`, once per parameter: tied
+    weights (the embedding and the output head) must be saved alike."""
+    moves: dict[int, tuple[Any, Any, str]] = {}
+    for module, saved in adapter.whole.items():
+        param = params[module + _W]
+        first = moves.get(id(param))
+        if first is not None:
+            if not bool((first[1] == saved).all()):
+                raise AdapterError(adapter.path, f"{ADAPTER_WEIGHTS_FILE}: {first[2]} and {module} share one weight "
+                                                 f"in the base but the adapter saves them differently")
+            continue
+        moves[id(param)] = (param, saved, module)
+    return [(param, saved.to(param.device) - param.detach().float()) for param, saved, _ in moves.values()]
 
 
 # -- styles (adapters in the user data dir) -----------------------------------------------------
@@ -258,20 +321,26 @@ def lora_shapes(config: ModelConfig, targets: Sequence[str] = TARGETS) -> dict[s
 
 
 def write_adapter(path: str | os.PathLike, pairs: Mapping[str, tuple[Any, Any]], *, rank: int, alpha: float,
-                  use_rslora: bool = False) -> Path:
-    """An adapter directory as peft writes it: `pairs` (module -> (A (r, in), B (out, r)) tensors)."""
+                  use_rslora: bool = False, whole: Mapping[str, Any] | None = None) -> Path:
+    """An adapter directory as peft writes it: `pairs` (module -> (A (r, in), B (out, r)) tensors)
+    and `whole` (module -> its weight, peft's modules_to_save)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    whole = dict(whole or {})
     targets = sorted({module.rsplit(".", 1)[-1] for module in pairs})
+    saved = sorted({module.rsplit(".", 1)[-1] for module in whole} - ({"lm_head"} if any(
+        module.endswith("embed_tokens") for module in whole) else set()))
     config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": alpha, "use_rslora": use_rslora,
-              "target_modules": targets, "fan_in_fan_out": False, "bias": "none", "lora_dropout": 0.0,
-              "inference_mode": True, "base_model_name_or_path": None}
+              "target_modules": targets, "modules_to_save": saved or None, "fan_in_fan_out": False, "bias": "none",
+              "lora_dropout": 0.0, "inference_mode": True, "base_model_name_or_path": None}
     tensors = {}
     for module, (a, b) in pairs.items():
         tensors[f"{_PREFIX}{module}{_A}"] = a.contiguous()
         tensors[f"{_PREFIX}{module}{_B}"] = b.contiguous()
+    for module, weight in whole.items():
+        tensors[f"{_PREFIX}{module}{_W}"] = weight.contiguous()
     save_file(tensors, str(path / ADAPTER_WEIGHTS_FILE))
     (path / ADAPTER_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return path

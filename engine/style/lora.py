@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from engine.model.adapters import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, TARGETS
+from engine.model.adapters import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, TARGETS, WHOLE_MODULES
 from engine.model.checkpoint import load_hf_checkpoint, read_meta
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,10 @@ class LoraSettings:
     alpha: float = 16.0  # the update is scaled by alpha / rank
     dropout: float = 0.0  # a style sees each augmented window about once: dropout would only cost time
     target_modules: tuple[str, ...] = TARGETS  # every projection: attention and the SwiGLU MLP
+    # Trained whole and saved with the adapter (peft's modules_to_save): the RMS norms and the token
+    # embedding (tied to the output head), 0.1 M parameters that let a style move how loud, how long
+    # and which notes it favours; on unseen pianists they fit held-out playing better (README).
+    whole_modules: tuple[str, ...] = ("input_layernorm", "post_attention_layernorm", "norm", "embed_tokens")
 
     def __post_init__(self) -> None:
         if self.rank <= 0:
@@ -47,6 +51,9 @@ class LoraSettings:
         unknown = sorted(set(self.target_modules) - set(TARGETS))
         if unknown or not self.target_modules:
             raise TrainError(f"LoRA target modules must be among {', '.join(TARGETS)}, got {unknown or 'none'}")
+        unknown = sorted(set(self.whole_modules) - set(WHOLE_MODULES))
+        if unknown:
+            raise TrainError(f"modules trained whole must be among {', '.join(WHOLE_MODULES)}, got {unknown}")
 
 
 def base_model(path: Path, method: Method, device: torch.device):
@@ -81,14 +88,19 @@ def add_lora(model, settings: LoraSettings, seed: int = 0):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
+    # ensure_weight_tying: the shipped model's output head is its embedding; trained whole, the two
+    # stay one weight (else peft would train a copy of each and untie them).
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=list(settings.target_modules), bias="none", task_type="CAUSAL_LM")
+                        target_modules=list(settings.target_modules), bias="none", task_type="CAUSAL_LM",
+                        modules_to_save=list(settings.whole_modules) or None,
+                        ensure_weight_tying=bool(settings.whole_modules)
+                        and bool(getattr(model.config, "tie_word_embeddings", False)))
     with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question; nothing to act on
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         peft_model = get_peft_model(model, config)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    log.info("LoRA rank %d on %s: %d trainable parameters", settings.rank, ", ".join(settings.target_modules),
-             trainable)
+    log.info("LoRA rank %d on %s, %s whole: %d trainable parameters", settings.rank,
+             ", ".join(settings.target_modules), ", ".join(settings.whole_modules) or "nothing", trainable)
     return peft_model
 
 

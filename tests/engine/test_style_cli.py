@@ -107,7 +107,18 @@ def test_style_show_gives_the_adapter_and_the_card(styles, capsys):
 
     # A directory works too (a friend's adapter, not installed), with no card.
     code, out, _ = run_main(capsys, "style", "show", str(styles / "bebop"))
-    assert code == 0 and "rank 4" in out and "card: none" in out
+    assert code == 0 and "rank 4" in out and "card: none" in out and "trained whole" not in out
+
+    # A style that also trained modules whole (jamtui train's norms and embedding) says which.
+    from engine.model.adapters import write_adapter
+
+    pairs = {"model.layers.0.self_attn.q_proj": (torch.zeros(2, 32), torch.zeros(32, 2))}
+    write_adapter(styles / "whole", pairs, rank=2, alpha=4.0, whole={"model.norm": torch.ones(32)})
+    code, out, _ = run_main(capsys, "style", "show", "whole", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["whole_modules"] == ["norm"] and info["params"] == 2 * 2 * 32 + 32
+    code, out, _ = run_main(capsys, "style", "show", "whole")
+    assert code == 0 and "trained whole: norm" in out
 
 
 def test_style_show_errors_are_one_line(styles, capsys):

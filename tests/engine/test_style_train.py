@@ -136,8 +136,17 @@ def test_lora_lowers_validation_loss_and_writes_a_style(trained, base, riffs):
     from safetensors.torch import load_file
 
     tensors = load_file(str(result.style_dir / "adapter_model.safetensors"))
-    assert tensors and all(".lora_A." in k or ".lora_B." in k for k in tensors)
+    whole = {k for k in tensors if ".lora_A." not in k and ".lora_B." not in k}
     assert_every_adapter_learned(tensors, n_layer=2)
+    # The norms and the (tied) embedding are trained whole and moved from the base's.
+    assert set(config["modules_to_save"]) >= {"input_layernorm", "post_attention_layernorm", "norm", "embed_tokens"}
+    assert whole == {f"base_model.model.model.layers.{i}.{n}.weight" for i in range(2)
+                     for n in ("input_layernorm", "post_attention_layernorm")} | {
+        "base_model.model.model.norm.weight", "base_model.model.model.embed_tokens.weight", "base_model.model.lm_head.weight"}
+    start = load_file(str(base / "model.safetensors"))
+    assert not torch.allclose(tensors["base_model.model.model.norm.weight"], start["model.norm.weight"])
+    assert not torch.allclose(tensors["base_model.model.model.embed_tokens.weight"], start["model.embed_tokens.weight"])
+    assert torch.equal(tensors["base_model.model.lm_head.weight"], tensors["base_model.model.model.embed_tokens.weight"])
     assert (result.style_dir / "adapter_model.safetensors").stat().st_size < 5 * 2**20
 
     saved = json.loads((result.style_dir / "card.json").read_text())
