@@ -3,7 +3,6 @@ by weight, a bad one refused in one line, and styles found by name from a preset
 from __future__ import annotations
 
 import copy
-import json
 import pickle
 
 import pytest
@@ -26,46 +25,20 @@ from engine.model.checkpoint import CheckpointError, load_checkpoint, load_hf_ch
 from engine.model.errors import AdapterError  # noqa: E402
 from engine.presets.files import load_preset  # noqa: E402
 from engine.presets.schema import PresetError, resolve_adapters  # noqa: E402
+from tests.engine.adapter_helpers import (  # noqa: E402
+    TOKENIZER,
+    assert_one_line,
+    edit_config,
+    merged_state,
+    peft_adapter,
+    rewrite_tensors,
+)
 from tests.engine.models import TINY, TINY_GQA_UNTIED, ids_for, random_hf  # noqa: E402
-
-TOKENIZER = {"vocab_size": 61, "fingerprint": "tok-abc123", "kind": "test"}
-ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def peft_adapter(hf, path, *, r=4, alpha=8, rslora=False, targets=ALL, whole=(), seed=0):
-    """A peft LoRA on a copy of `hf` with random B (peft starts B at zero) and the `whole` modules
-    (modules_to_save) moved at random, saved as safetensors; returns the peft model (the reference)."""
-    from peft import LoraConfig, get_peft_model
-
-    model = get_peft_model(copy.deepcopy(hf), LoraConfig(r=r, lora_alpha=alpha, use_rslora=rslora,
-                                                         target_modules=list(targets), modules_to_save=list(whole) or None,
-                                                         ensure_weight_tying=bool(whole) and hf.config.tie_word_embeddings))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-            elif "modules_to_save" in name:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.2)
-    model.save_pretrained(str(path), safe_serialization=True)
-    return model.eval()
-
-
-def merged_state(peft_model) -> dict[str, torch.Tensor]:
-    return copy.deepcopy(peft_model).merge_and_unload().state_dict()
-
 
 @pytest.fixture
 def base(tmp_path):
     hf = random_hf(TINY, seed=3)
     return hf, save_checkpoint(tmp_path / "base", hf, TOKENIZER)
-
-
-def assert_one_line(exc: BaseException, *words: str) -> None:
-    text = str(exc)
-    assert "\n" not in text, text
-    for word in words:
-        assert word in text, text
 
 
 @pytest.mark.parametrize("config", [TINY, TINY_GQA_UNTIED], ids=["mha-tied", "gqa-untied"])
@@ -116,88 +89,6 @@ def test_two_adapters_blend_by_weight(base, tmp_path, w1, w2):
     assert not torch.allclose(got.state_dict()[q], one[q], atol=1e-3)  # both count on the shared module
 
 
-@pytest.mark.parametrize("config", [TINY, TINY_GQA_UNTIED], ids=["mha-tied", "gqa-untied"])
-def test_modules_saved_whole_merge_as_peft_merges_them(tmp_path, config):
-    pytest.importorskip("peft")
-    hf = random_hf(config, seed=6)
-    path = save_checkpoint(tmp_path / "base", hf, TOKENIZER)
-    whole = ["input_layernorm", "post_attention_layernorm", "norm", "embed_tokens"]
-    if not config.tie_embeddings:
-        whole.append("lm_head")
-    reference = peft_adapter(hf, tmp_path / "style", targets=["q_proj", "down_proj"], whole=whole)
-    want = merged_state(reference)
-    got, _ = load_hf_checkpoint(path, adapters=[(tmp_path / "style", 1.0)])
-    got_state, start = got.state_dict(), hf.state_dict()
-    for key, tensor in want.items():
-        torch.testing.assert_close(got_state[key], tensor, atol=1e-6, rtol=1e-5, msg=key)
-    for key in ("model.norm.weight", "model.layers.1.input_layernorm.weight", "model.embed_tokens.weight",
-                "lm_head.weight"):
-        assert not torch.allclose(got_state[key], start[key]), key
-    if config.tie_embeddings:  # the output head is still the embedding, moved once
-        assert got.lm_head.weight is got.model.embed_tokens.weight
-    assert read_adapter(tmp_path / "style").config.modules_to_save == tuple(whole)
-    ids = ids_for(20)
-    live = load_checkpoint(path, adapters=[(tmp_path / "style", 1.0)], warmup=False).model
-    with torch.no_grad():
-        ref_logits = reference(torch.as_tensor(ids).view(1, -1)).logits[0]
-    torch.testing.assert_close(live.forward_full(ids), ref_logits, atol=1e-4, rtol=0)
-
-
-def whole_adapter(path, hf, *, seed):
-    """An adapter whose LoRA does nothing (B = 0) and that saves the final norm and the tied
-    embedding: (its directory, the saved weights)."""
-    gen = torch.Generator().manual_seed(seed)
-    state = hf.state_dict()
-    norm = state["model.norm.weight"] + torch.randn(32, generator=gen)
-    embed = state["model.embed_tokens.weight"] + torch.randn(61, 32, generator=gen)
-    pairs = {"model.layers.0.self_attn.q_proj": (torch.randn(4, 32, generator=gen), torch.zeros(32, 4))}
-    write_adapter(path, pairs, rank=4, alpha=8.0, whole={"model.norm": norm, "model.embed_tokens": embed,
-                                                         "lm_head": embed.clone()})
-    return path, {"model.norm.weight": norm, "model.embed_tokens.weight": embed}
-
-
-@pytest.mark.parametrize("w1, w2", [(0.5, 0.0), (0.5, 1.5), (2.0, 0.25)])
-def test_modules_saved_whole_blend_by_weight_from_the_base(base, tmp_path, w1, w2):
-    hf, path = base
-    one, saved1 = whole_adapter(tmp_path / "one", hf, seed=1)
-    two, saved2 = whole_adapter(tmp_path / "two", hf, seed=2)
-    assert read_adapter(one).config.modules_to_save == ("embed_tokens", "norm")
-    start = hf.state_dict()
-    got, _ = load_hf_checkpoint(path, adapters=[(one, w1), (two, w2)])
-    for key in saved1:
-        want = start[key] + w1 * (saved1[key] - start[key]) + w2 * (saved2[key] - start[key])
-        torch.testing.assert_close(got.state_dict()[key], want, atol=1e-5, rtol=1e-5, msg=key)
-    assert got.lm_head.weight is got.model.embed_tokens.weight
-    assert torch.equal(got.state_dict()["model.layers.0.mlp.up_proj.weight"], start["model.layers.0.mlp.up_proj.weight"])
-
-
-def test_a_module_saved_whole_that_does_not_fit_is_one_line(base, tmp_path):
-    hf, path = base
-    style, saved = whole_adapter(tmp_path / "untied", hf, seed=1)
-    rewrite_tensors(style, lambda t: t.update({"base_model.model.lm_head.weight": saved["model.embed_tokens.weight"] + 1}))
-    with pytest.raises(AdapterError) as err:
-        load_hf_checkpoint(path, adapters=[(style, 1.0)])
-    assert_one_line(err.value, str(style), "lm_head and model.embed_tokens share one weight")
-
-    style, _ = whole_adapter(tmp_path / "short", hf, seed=1)
-    rewrite_tensors(style, lambda t: t.update({"base_model.model.model.norm.weight": torch.ones(31)}))
-    with pytest.raises(AdapterError) as err:
-        load_hf_checkpoint(path, adapters=[(style, 1.0)])
-    assert_one_line(err.value, "model.norm.weight has shape (31,) but the base's model.norm is (32,)")
-
-    style = write_random_adapter(tmp_path / "listed", TINY, rank=4)
-    edit_config(style, modules_to_save=["norm"])
-    with pytest.raises(AdapterError) as err:
-        read_adapter(style)
-    assert_one_line(err.value, str(style), "no tensor for norm", "modules_to_save lists")
-
-    style, _ = whole_adapter(tmp_path / "nan", hf, seed=1)
-    rewrite_tensors(style, lambda t: t.update({"base_model.model.model.norm.weight": torch.full((32,), float("nan"))}))
-    with pytest.raises(AdapterError) as err:
-        read_adapter(style)
-    assert_one_line(err.value, "model.norm.weight is not finite")
-
-
 def test_weight_zero_is_the_base(base, tmp_path):
     hf, path = base
     write_random_adapter(tmp_path / "style", TINY, rank=4, std=0.5)
@@ -207,13 +98,6 @@ def test_weight_zero_is_the_base(base, tmp_path):
     moved, _ = load_hf_checkpoint(path, adapters=[(tmp_path / "style", 0.1)])
     assert not torch.equal(moved.state_dict()["model.layers.0.mlp.up_proj.weight"],
                            hf.state_dict()["model.layers.0.mlp.up_proj.weight"])
-
-
-def edit_config(path, **changes):
-    file = path / ADAPTER_CONFIG_FILE
-    config = json.loads(file.read_text())
-    config.update(changes)
-    file.write_text(json.dumps(config))
 
 
 @pytest.mark.parametrize("changes, field, words", [
@@ -239,14 +123,6 @@ def test_a_config_it_cannot_honour_is_one_line_naming_the_file_and_field(base, t
         load_checkpoint(path, adapters=[(style, 1.0)], warmup=False)
     assert isinstance(err.value, AdapterError)
     assert_one_line(err.value, f"adapter {style}", f"{ADAPTER_CONFIG_FILE}: {field}:", words)
-
-
-def rewrite_tensors(style, change):
-    from safetensors.torch import load_file, save_file
-
-    tensors = load_file(str(style / ADAPTER_WEIGHTS_FILE))
-    change(tensors)
-    save_file(tensors, str(style / ADAPTER_WEIGHTS_FILE))
 
 
 def test_a_missing_or_stray_tensor_is_one_line(base, tmp_path):
