@@ -92,14 +92,40 @@ def test_ctrl_c_while_starting(jack_server, tmp_path):
 
 
 def hold_open_once_read(fifo, jam: JamtuiProc, timeout_s: float = 90) -> int:
-    """Wait until jamtui opens `fifo` to read it; return its write end, open with nothing
-    written, so jamtui's read waits until that end is closed."""
+    """Wait until jamtui opens `fifo` to read it and sleeps in that read; return its write end,
+    open with nothing written, so jamtui's read waits until that end is closed.
+
+    The wait for the sleep matters: a SIGINT that lands between the open returning and the read
+    starting (both inside one Python call) is noted but not acted on before the read blocks,
+    and a read that never returns never lets Python raise it: the test would hang, not jamtui's
+    handling of a real Ctrl-C at a terminal."""
     deadline = time.monotonic() + timeout_s
     while jam.popen.poll() is None and time.monotonic() < deadline:
         try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # never blocks: ENXIO while nobody reads
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # never blocks: ENXIO while nobody reads
         except OSError as exc:
             if exc.errno != errno.ENXIO:
                 raise
-        time.sleep(0.02)
+            time.sleep(0.02)
+            continue
+        if wait_for(lambda: sleeps_holding(jam.popen.pid, fifo), timeout_s=10):
+            return writer
+        os.close(writer)
+        pytest.fail(f"jamtui opened its preset but did not wait reading it: {jam.stderr}")
     pytest.fail(f"jamtui did not read its preset within {timeout_s} s (exit {jam.popen.poll()}): {jam.stderr}")
+
+
+def sleeps_holding(pid: int, path, polls: int = 3) -> bool:
+    """The process is asleep (state S) with `path` open, at `polls` looks 20 ms apart."""
+    target = os.path.realpath(path)
+    for i in range(polls):
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+            fds = [os.path.realpath(os.readlink(f"/proc/{pid}/fd/{fd}")) for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            return False
+        if state != "S" or target not in fds:
+            return False
+        if i + 1 < polls:
+            time.sleep(0.02)
+    return True
