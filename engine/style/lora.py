@@ -37,7 +37,7 @@ class LoraSettings:
     dropout: float = 0.0  # a style sees each augmented window about once: dropout would only cost time
     target_modules: tuple[str, ...] = TARGETS  # every projection: attention and the SwiGLU MLP
     # Trained whole and saved with the adapter (peft's modules_to_save): the RMS norms and the token
-    # embedding (tied to the output head), 0.1 M parameters that let a style move how loud, how long
+    # embedding (tied to the output head), 74 k weights that let a style move how loud, how long
     # and which notes it favours; on unseen pianists they fit held-out playing better (README).
     whole_modules: tuple[str, ...] = ("input_layernorm", "post_attention_layernorm", "norm", "embed_tokens")
 
