@@ -259,33 +259,34 @@ def merge_adapters(model, adapters: Sequence[tuple[str | os.PathLike | Adapter, 
         weight = check_weight(adapter.path, weight)
         check_fits(adapter, shapes)
         checked.append((adapter, weight))
-    moves = [(_whole_moves(adapter, params), weight) for adapter, weight in checked]  # against the base's weights
+    # Every change is worked out against the base's weights before any is made.
+    changes = [(_deltas(adapter, params), weight) for adapter, weight in checked if weight != 0.0]
     with torch.no_grad():
-        for (adapter, weight), (whole, _) in zip(checked, moves):
-            if weight == 0.0:
-                continue
-            factor = weight * adapter.config.scale
-            for module, (a, b) in adapter.pairs.items():
-                param = params[module + _W]
-                param.add_(((b @ a) * factor).to(param.device, param.dtype))  # (out, r) @ (r, in)
-            for param, delta in whole:
+        for deltas, weight in changes:
+            for param, delta in deltas:
                 param.add_((delta * weight).to(param.device, param.dtype))
 
 
-def _whole_moves(adapter: Adapter, params: Mapping[str, Any]) -> list[tuple[Any, Any]]:
-    """(parameter, saved - base) for each whole module of `adapter`, once per parameter: tied
-    weights (the embedding and the output head) must be saved alike."""
-    moves: dict[int, tuple[Any, Any, str]] = {}
-    for module, saved in adapter.whole.items():
-        param = params[module + _W]
-        first = moves.get(id(param))
-        if first is not None:
-            if not bool((first[1] == saved).all()):
+def _deltas(adapter: Adapter, params: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+    """(parameter, what `adapter` at weight 1 adds to it): scale * B @ A for each LoRA pair, and
+    saved - base for each module saved whole, once per parameter (tied weights, the embedding and
+    the output head, must be saved alike)."""
+    import torch
+
+    with torch.no_grad():
+        out = [(params[module + _W], (b @ a) * adapter.config.scale)  # (out, r) @ (r, in)
+               for module, (a, b) in adapter.pairs.items()]
+        whole: dict[int, tuple[Any, Any, str]] = {}
+        for module, saved in adapter.whole.items():
+            param = params[module + _W]
+            first = whole.get(id(param))
+            if first is None:
+                whole[id(param)] = (param, saved, module)
+            elif not bool((first[1] == saved).all()):
                 raise AdapterError(adapter.path, f"{ADAPTER_WEIGHTS_FILE}: {first[2]} and {module} share one weight "
                                                  f"in the base but the adapter saves them differently")
-            continue
-        moves[id(param)] = (param, saved, module)
-    return [(param, saved.to(param.device) - param.detach().float()) for param, saved, _ in moves.values()]
+        out += [(param, saved.to(param.device) - param.detach().float()) for param, saved, _ in whole.values()]
+    return out
 
 
 # -- styles (adapters in the user data dir) -----------------------------------------------------
