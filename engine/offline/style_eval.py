@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 PROMPT_S = 8.0  # the pianist's own playing the model hears ...
 CONTINUATION_S = 8.0  # ... and how long it goes on, compared with what he played next
-PROMPT_EVERY_S = 20.0  # one prompt per 20 s of each held-out file ...
-MAX_PROMPTS_PER_FILE = 6  # ... at most this many
+PROMPT_EVERY_S = 20.0  # a prompt may start every 20 s of each held-out file ...
+MAX_PROMPTS_PER_FILE = 12  # ... and at most this many, spread evenly over the whole performance
 MIN_PROMPT_NOTES = 8
 # One note per onset group: how many notes sound together (1 = a line, 3+ = chords).
 POLYPHONY_BINS = np.arange(0, 12) + 0.5
@@ -48,22 +48,28 @@ class Prompt:
 
 def prompts_of(files: Sequence[Path]) -> list[Prompt]:
     """Prompts from each held-out file: PROMPT_S of his playing (all his notes, as the AI's, so
-    the model continues a solo) before points PROMPT_EVERY_S apart, with what came next."""
+    the model continues a solo) before points PROMPT_EVERY_S apart, with what came next. Of a
+    long file's points, MAX_PROMPTS_PER_FILE spread evenly from its start to its end, so the
+    figure hears the whole performance, not its opening minutes."""
     out = []
     for path in files:
         notes = by_onset([n for track in read_notes(path) for n in track])
         if not notes:
             continue
         end_s = notes[-1].start_s
-        at_s, taken = PROMPT_S, 0
-        while at_s + CONTINUATION_S <= end_s and taken < MAX_PROMPTS_PER_FILE:
+        found = []
+        at_s = PROMPT_S
+        while at_s + CONTINUATION_S <= end_s:
             prompt = [Note(n.start_s, min(n.end_s, at_s), n.pitch, n.velocity, AI) for n in notes
                       if at_s - PROMPT_S <= n.start_s < at_s]
             real = [n for n in notes if at_s <= n.start_s < at_s + CONTINUATION_S]
             if len(prompt) >= MIN_PROMPT_NOTES and real:
-                out.append(Prompt(Path(path), at_s, tuple(prompt), tuple(real)))
-                taken += 1
+                found.append(Prompt(Path(path), at_s, tuple(prompt), tuple(real)))
             at_s += PROMPT_EVERY_S
+        if len(found) > MAX_PROMPTS_PER_FILE:
+            picks = np.linspace(0, len(found) - 1, MAX_PROMPTS_PER_FILE).round().astype(int)
+            found = [found[i] for i in picks]
+        out += found
     return out
 
 

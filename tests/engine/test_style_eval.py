@@ -36,6 +36,12 @@ def test_prompts_come_every_20_s_with_what_he_played_next(tmp_path):
     assert prompts_of([write_scale(tmp_path, "short.mid")]) == []  # 2 s: no room for a prompt
 
 
+def test_a_long_files_prompts_spread_over_the_whole_performance(tmp_path, monkeypatch):
+    monkeypatch.setattr(style_eval, "MAX_PROMPTS_PER_FILE", 3)
+    prompts = prompts_of([_long_file(tmp_path, seconds=200.0)])  # points at 8, 28, ..., 188 s
+    assert [p.at_s for p in prompts] == [8.0, 88.0, 188.0]  # its start, middle and end, not 8, 28, 48
+
+
 def test_overlap_of_the_same_music_is_one_and_of_other_music_less():
     line = [Note(i * 0.25, i * 0.25 + 0.2, 60 + i % 7, 70, PERFORMER) for i in range(64)]
     assert overlap(line, line)["oa_mean"] == pytest.approx(1.0)
