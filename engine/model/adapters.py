@@ -75,7 +75,14 @@ class Adapter:
 
     @property
     def n_params(self) -> int:
-        return sum(a.numel() + b.numel() for a, b in self.pairs.values()) + sum(w.numel() for w in self.whole.values())
+        """The weights it trained: an output head saved as a copy of the tied embedding counts once."""
+        embeddings = [w for module, w in self.whole.items() if module.endswith("embed_tokens")]
+
+        def tied_copy(module: str, w: torch.Tensor) -> bool:
+            return module.endswith("lm_head") and any(e.shape == w.shape and bool((e == w).all()) for e in embeddings)
+
+        return (sum(a.numel() + b.numel() for a, b in self.pairs.values())
+                + sum(w.numel() for module, w in self.whole.items() if not tied_copy(module, w)))
 
     @property
     def size_bytes(self) -> int:

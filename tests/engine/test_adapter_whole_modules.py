@@ -48,7 +48,10 @@ def test_modules_saved_whole_merge_as_peft_merges_them(tmp_path, config):
         assert not torch.allclose(got_state[key], start[key]), key
     if config.tie_embeddings:  # the output head is still the embedding, moved once
         assert got.lm_head.weight is got.model.embed_tokens.weight
-    assert read_adapter(tmp_path / "style").config.modules_to_save == tuple(whole)
+    adapter = read_adapter(tmp_path / "style")
+    assert adapter.config.modules_to_save == tuple(whole)
+    # What peft trained: a tied output head, which peft saves as a copy of the embedding, once.
+    assert adapter.n_params == sum(p.numel() for p in reference.parameters() if p.requires_grad)
     ids = ids_for(20)
     live = load_checkpoint(path, adapters=[(tmp_path / "style", 1.0)], warmup=False).model
     with torch.no_grad():
