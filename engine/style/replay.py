@@ -72,14 +72,6 @@ def style_windows(files: Sequence[Path], tokenizer: JamTokenizer, ecfg: ExampleC
     return array, seconds
 
 
-def evenly_spaced(rows: np.ndarray, n: int) -> np.ndarray:
-    """At most `n` of `rows`, spaced evenly from the first to the last: a validation subset in which
-    every file keeps its share, where the first `n` would be the first file or two."""
-    if len(rows) <= n:
-        return rows
-    return rows[np.linspace(0, len(rows) - 1, n).round().astype(np.int64)]
-
-
 def replay_rows(base: Path, base_corpus: Path, run_dir: Path, tokenizer: JamTokenizer, *, seq_len: int,
                 samples: int, seed: int, group: ProcessGroup, device: torch.device,
                 json_lines: bool) -> tuple[np.ndarray, str]:

@@ -34,13 +34,13 @@ from engine.style.card import CARD_FILE, base_fingerprint, write_card
 from engine.training.distributed import DistributedError, ProcessGroup
 from engine.style.lora import (LoraSettings, Method, TrainError, add_lora, base_model, load_adapter_weights,
                                save_adapter, trainable_parameters)
-from engine.style.replay import BASE_CORPUS_DIR, Batches, evenly_spaced, replay_rows, style_windows
+from engine.style.replay import BASE_CORPUS_DIR, Batches, replay_rows, style_windows
 from engine.style.run_checkpoint import clear_run_checkpoints, differences, read_run_checkpoint, save_run_checkpoint
 from engine.style.schedule import Schedule
 from engine.tokens.tokenizer import JamTokenizer
 from engine.training.bits_per_second import music_fit
 from engine.training.data import ExampleConfig
-from engine.training.loop import LoopConfig, LoopState, device_name, evaluate, lm_loss, restore_optimizer
+from engine.training.loop import LoopConfig, LoopState, device_name, evaluate, evenly_spaced, lm_loss, restore_optimizer
 from engine.training.progress import Progress
 
 log = logging.getLogger(__name__)

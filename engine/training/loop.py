@@ -97,20 +97,25 @@ def lm_loss(model, batch: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, int]
 
 
 @torch.no_grad()
-def evaluate(model, examples: np.ndarray, pad_id: int, batch_size: int, max_batches: int | None = None) -> float:
-    """Mean NLL per target token (nats) over `examples` (all, or the first max_batches)."""
+def evaluate(model, examples: np.ndarray, pad_id: int, batch_size: int) -> float:
+    """Mean NLL per target token (nats) over `examples`."""
     model.eval()
     total_nll, total_tokens = 0.0, 0
-    n_batches = math.ceil(len(examples) / batch_size)
-    if max_batches is not None:
-        n_batches = min(n_batches, max_batches)
-    for i in range(n_batches):
-        batch = torch.from_numpy(examples[i * batch_size:(i + 1) * batch_size].astype(np.int64))
+    for start in range(0, len(examples), batch_size):
+        batch = torch.from_numpy(examples[start:start + batch_size].astype(np.int64))
         loss, count = lm_loss(model, batch, pad_id)
         total_nll += float(loss) * count
         total_tokens += count
     model.train()
     return total_nll / max(1, total_tokens)
+
+
+def evenly_spaced(rows: np.ndarray, n: int) -> np.ndarray:
+    """At most `n` of `rows`, spaced evenly from the first to the last: a validation subset in which
+    every file keeps its share, where the first `n` would be the first file or two."""
+    if len(rows) <= n:
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, n).round().astype(np.int64)]
 
 
 def train(
@@ -219,9 +224,9 @@ def train(
 
 def _evaluate(model, examples: np.ndarray, pad_id: int, cfg: LoopConfig, group: ProcessGroup) -> float:
     """`evaluate` over the same rows as one process would score, shared among the processes."""
+    rows = evenly_spaced(examples, cfg.batch_size * cfg.eval_batches) if cfg.eval_batches is not None else examples
     if group.world == 1:
-        return evaluate(model, examples, pad_id, cfg.batch_size, cfg.eval_batches)
-    rows = examples[: cfg.batch_size * cfg.eval_batches] if cfg.eval_batches is not None else examples
+        return evaluate(model, rows, pad_id, cfg.batch_size)
     mine = group.shard(rows)
     model.eval()
     nll, tokens = 0.0, 0

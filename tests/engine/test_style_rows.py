@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.style.replay import Batches, evenly_spaced
+from engine.style.replay import Batches
+from engine.training.loop import evenly_spaced
 
 
 def test_each_batch_replays_its_share_and_depends_on_the_step_only():

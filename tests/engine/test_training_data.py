@@ -102,6 +102,23 @@ def test_loop_trains_exports_and_resumes(tiny_corpus, tmp_path):
     assert annealed.step == stopped.step + 3 and annealed.stopped_because == "early stop"
 
 
+def test_pretraining_early_stops_on_validation_rows_from_every_file():
+    from engine.model.checkpoint import new_hf_model
+    from engine.model.config import ModelConfig
+    from engine.training.distributed import ProcessGroup
+    from engine.training.loop import LoopConfig, _evaluate, evaluate, evenly_spaced
+
+    torch.manual_seed(0)
+    mcfg = ModelConfig(vocab_size=40, n_layer=1, n_embd=16, n_head=2, n_kv_head=2, intermediate_size=32, max_len=64)
+    model = new_hf_model(mcfg, seed=0)
+    # 40 windows of two "files": the first 20 all one token, the last 20 random.
+    rows = np.concatenate([np.full((20, 12), 3), np.random.default_rng(0).integers(1, 40, (20, 12))]).astype(np.uint16)
+    cfg = LoopConfig(batch_size=4, eval_batches=2)
+    val = _evaluate(model, rows, 0, cfg, ProcessGroup())
+    assert val == pytest.approx(evaluate(model, evenly_spaced(rows, 8), 0, 4))
+    assert val != pytest.approx(evaluate(model, rows[:8], 0, 4))  # not the first file alone
+
+
 def _pretrain_args(corpus, tmp_path, device):
     return ["--corpus", str(corpus), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "model"),
             "--layers", "1", "--width", "32", "--heads", "2", "--ff", "64", "--seq-len", "64", "--batch", "4",
