@@ -86,7 +86,8 @@ def cmd_train(args) -> int:
     from engine.model.config import DEFAULT_MODEL_DIR
     from engine.style.corpus import CorpusError, open_corpus
     from engine.style.lora import LoraSettings, Method, TrainError
-    from engine.style.train import STEP_CAP, StyleConfig, StyleRun
+    from engine.style.settings import STEP_CAP, StyleConfig
+    from engine.style.train import StyleRun
     from engine.user_dirs import styles_dir
 
     _check(args)

@@ -32,71 +32,24 @@ from engine.model.checkpoint import load_hf_checkpoint, read_meta, save_checkpoi
 from engine.model.config import DEFAULT_MODEL_DIR
 from engine.style.card import CARD_FILE, base_fingerprint, write_card
 from engine.training.distributed import DistributedError, ProcessGroup
-from engine.style.lora import (LoraSettings, Method, TrainError, add_lora, base_model, load_adapter_weights,
+from engine.style.lora import (Method, TrainError, add_lora, base_model, load_adapter_weights,
                                save_adapter, trainable_parameters)
 from engine.style.replay import BASE_CORPUS_DIR, Batches, replay_rows, style_windows
 from engine.style.run_checkpoint import clear_run_checkpoints, differences, read_run_checkpoint, save_run_checkpoint
 from engine.style.schedule import Schedule
+from engine.style.settings import STEP_CAP, StyleConfig
 from engine.tokens.tokenizer import JamTokenizer
 from engine.training.bits_per_second import music_fit
-from engine.training.data import ExampleConfig
-from engine.training.loop import LoopConfig, LoopState, device_name, evaluate, evenly_spaced, lm_loss, restore_optimizer
+from engine.training.loop import LoopState, device_name, evaluate, evenly_spaced, lm_loss, restore_optimizer
 from engine.training.progress import Progress
 
 log = logging.getLogger(__name__)
 
 RUN_DIR, BEST_DIR, MERGED_DIR = "run", "best", "merged"
-STEP_CAP = 1_000_000  # max_steps when only a time limit ends the run
-
-
-DEFAULT_LORA = LoraSettings()
-# The same windows as pre-training, more augmented passes (a pianist's corpus is small), and touch
-# varied too: velocities spread or narrowed by up to 15% and moved by up to 6, as another night,
-# keyboard or velocity curve would (on unseen pianists it fit held-out playing better).
-# Its windows name any genre, so a preset's genre does not undo the style. They keep every condition:
-# the live context fills what a preset leaves open from the notes it holds (engine.duet.context), and
-# the replayed rows keep the base's practice with conditions left out (pre-training drops them).
-STYLE_EXAMPLES = ExampleConfig(copies=8, velocity_scale_range=(0.85, 1.15), velocity_shift=6.0, any_genre=True,
-                               condition_drop_p=0.0)
-# No weight decay and a moderate rate, annealed tenfold over the steps or the minutes: on unseen
-# pianists (scripts/style-fit) 6e-4 fit held-out playing better than 3e-4 and 1e-3 (README).
-STYLE_LOOP = LoopConfig(max_steps=1000, batch_size=8, lr=6e-4, min_lr=6e-5, warmup_steps=20, weight_decay=0.0,
-                        eval_every=50, eval_batches=16, patience=4)
 
 
 class StyleExistsError(TrainError):
     """The style (or an unfinished run of it with other settings) is there and would be overwritten."""
-
-
-@dataclass(frozen=True)
-class StyleConfig:
-    """Everything a style run is trained with; defaults < CLI flags."""
-
-    method: Method = Method.LORA
-    lora: LoraSettings = DEFAULT_LORA
-    examples: ExampleConfig = STYLE_EXAMPLES
-    loop: LoopConfig = STYLE_LOOP
-    replay_share: float = 0.25  # of each batch's rows, from the base corpus or the base model's own samples
-    replay_samples: int = 64  # pieces the base model writes when its corpus is not built
-    genre: str = "unknown"  # the genre condition of the validation windows (and of training's, without any_genre)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.replay_share < 1.0:
-            raise TrainError(f"replay share must be in [0, 1), got {self.replay_share}")
-        if self.loop.batch_size <= 0 or self.loop.max_steps <= 0:
-            raise TrainError("batch size and steps must be positive")
-        if self.loop.max_minutes is not None and self.loop.max_minutes <= 0:
-            raise TrainError(f"minutes must be positive, got {self.loop.max_minutes}")
-        if self.replay_samples <= 0:
-            raise TrainError(f"replay samples must be positive, got {self.replay_samples}")
-
-    def identity(self) -> dict[str, Any]:
-        """What makes two runs the same run (a checkpoint resumes only into its own): everything but
-        how long it goes on and where it computes."""
-        data = json.loads(json.dumps(asdict(self), default=str))
-        for key in ("max_steps", "max_minutes", "device", "threads", "reset_patience"):
-            data["loop"].pop(key)
-        return data
 
 
 @dataclass(frozen=True)

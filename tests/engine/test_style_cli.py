@@ -199,7 +199,7 @@ def test_the_bench_row_for_a_merged_adapter(tiny_checkpoint):
 def test_train_flags_default_to_the_style_defaults():
     """`jamtui train` with no tuning flags trains what StyleConfig() says, and the help says so."""
     from jamtui.cli import build_parser
-    from engine.style.train import StyleConfig
+    from engine.style.settings import StyleConfig
 
     args = build_parser().parse_args(["train", "--corpus", "c", "--name", "n"])
     style = StyleConfig()

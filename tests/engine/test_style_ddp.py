@@ -28,7 +28,7 @@ DRIVER = textwrap.dedent('''
 
     def config():
         from engine.style.lora import LoraSettings
-        from engine.style.train import StyleConfig
+        from engine.style.settings import StyleConfig
         from engine.training.data import ExampleConfig
         from engine.training.loop import LoopConfig
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from engine.style.lora import LoraSettings, Method, TrainError
-from engine.style.train import StyleConfig, StyleExistsError, StyleRun
+from engine.style.settings import StyleConfig
+from engine.style.train import StyleExistsError, StyleRun
 from engine.training.data import ExampleConfig
 from engine.training.loop import LoopConfig, lr_at
 
@@ -387,7 +388,7 @@ def test_the_train_command(tmp_path, riffs, base, monkeypatch, capsys):
 def test_a_time_limited_run_anneals_its_learning_rate_over_the_time(tmp_path, riffs, base):
     """With only --minutes, the cosine follows the clock: the rate falls after warm-up and the
     last step, when the time is up, trains at the floor (min_lr)."""
-    from engine.style.train import STEP_CAP
+    from engine.style.settings import STEP_CAP
 
     seen = []
     config = tiny_config(max_steps=STEP_CAP, max_minutes=0.1, eval_every=1000, patience=1000)

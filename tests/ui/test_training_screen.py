@@ -11,7 +11,7 @@ from textual.app import App
 from textual.widgets import DataTable, Input, Static
 
 from engine.model.adapters import find_style
-from engine.style.train import STYLE_LOOP
+from engine.style.settings import STYLE_LOOP
 from jamtui.screens.training import TrainingScreen
 from jamtui.training_run import TrainProgress, TrainSettings, train_arguments
 from jamtui.widgets.loss_plot import TRAIN_GLYPH, VAL_GLYPH, loss_chart
