@@ -1,5 +1,8 @@
-"""Fixtures the engine tests share: the tokenizer, the playful tiny model, one torch thread."""
+"""Fixtures the engine tests share: the tokenizer, the playful tiny model, one torch thread, and a
+user data dir of the test's own."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +35,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """XDG_DATA_HOME in the test's tmp_path: corpora and styles land there, never in the user's."""
+    home = tmp_path / "data"
+    monkeypatch.setenv("XDG_DATA_HOME", str(home))
+    return home

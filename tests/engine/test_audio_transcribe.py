@@ -86,13 +86,6 @@ def test_the_transcription_keeps_the_sustain_pedal_as_cc64(transcribed) -> None:
         assert notes[pitch].end_s == pytest.approx(PEDAL[1], abs=0.3), (pitch, pedal, notes[pitch])
 
 
-@pytest.fixture
-def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "data"
-    monkeypatch.setenv("XDG_DATA_HOME", str(home))
-    return home
-
-
 def test_corpus_add_takes_a_recording_and_notes_that_it_was_audio(recording, data_home: Path, tmp_path: Path,
                                                                    capsys) -> None:
     piece, wav = recording

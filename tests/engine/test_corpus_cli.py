@@ -22,11 +22,7 @@ from tests.midi_fixtures import (
     write_two_tracks,
 )
 
-
-@pytest.fixture(autouse=True)
-def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    return tmp_path / "data"
+pytestmark = pytest.mark.usefixtures("data_home")
 
 
 def run(capsys, *argv: str) -> tuple[int, list[str], list[str]]:

@@ -30,13 +30,6 @@ CARD = {"style": "mine", "method": "lora",
 
 
 @pytest.fixture
-def data_home(tmp_path, monkeypatch):
-    home = tmp_path / "data"
-    monkeypatch.setenv("XDG_DATA_HOME", str(home))
-    return home
-
-
-@pytest.fixture
 def styles(data_home):
     from engine.model.adapters import write_random_adapter
     from engine.user_dirs import styles_dir

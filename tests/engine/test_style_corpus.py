@@ -1,30 +1,20 @@
 """engine.style.corpus: a performer's corpus in the user data dir: what it keeps of each file
-(the performer's part of a recording, no drums, a cut-short file up to the cut), the one-line
-reasons it skips the rest, the split that never moves, and an add that fails leaving it whole."""
+(the performer's part of a recording, no drums, a cut-short file up to the cut) and the one-line
+reasons it skips the rest (test_style_corpus_manage.py: an add that fails, names, list, remove)."""
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import mido
 import pytest
 
-import engine.style.corpus as corpus_module
 from engine.clock import FakeClock
 from engine.events import control, note_off, note_on
 from engine.midi.recorder import SessionRecorder
-from engine.style.corpus import (
-    AddResult,
-    CorpusError,
-    add_files,
-    list_corpora,
-    open_corpus,
-    remove_corpus,
-    remove_file,
-)
 from engine.training.midi_files import read_notes
 from engine.user_dirs import corpora_dir
+from tests.engine.corpus_helpers import add, manifest_of, write_notes
 from tests.engine.recordings import START_NS, at
 from tests.midi_fixtures import (
     SCALE_PITCHES,
@@ -35,31 +25,10 @@ from tests.midi_fixtures import (
     write_two_tracks,
 )
 
-
-@pytest.fixture(autouse=True)
-def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    assert corpora_dir() == tmp_path / "data" / "jamtui" / "corpora"
-    return tmp_path / "data"
+pytestmark = pytest.mark.usefixtures("data_home")
 
 
 # --- inputs --------------------------------------------------------------------------------
-
-def write_notes(path: Path, notes: list[tuple[float, float, int, int]], *, name: str = "") -> Path:
-    """A type-0 file at 120 bpm (960 ticks per second): `(start_s, end_s, pitch, channel)`."""
-    events = []
-    for start_s, end_s, pitch, channel in notes:
-        events.append((round(start_s * 960), 1, mido.Message("note_on", note=pitch, velocity=80, channel=channel)))
-        events.append((round(end_s * 960), 0, mido.Message("note_off", note=pitch, channel=channel)))
-    track, last = mido.MidiTrack(), 0
-    if name:
-        track.append(mido.MetaMessage("track_name", name=name))
-    for tick, _, msg in sorted(events, key=lambda e: e[:2]):
-        track.append(msg.copy(time=tick - last))
-        last = tick
-    mido.MidiFile(type=0, ticks_per_beat=480, tracks=[track]).save(path)
-    return path
-
 
 def write_drums(path: Path, *, piano: bool) -> Path:
     """Four hi-hats on channel 10 (index 9), and with `piano` three notes on channel 1."""
@@ -92,19 +61,6 @@ def write_recording(directory: Path, name: str = "jam") -> Path:
 def cut(path: Path, n_bytes: int) -> Path:
     path.write_bytes(path.read_bytes()[:-n_bytes])
     return path
-
-
-def add(name: str, *paths: Path) -> tuple[AddResult, dict[str, str], dict[str, list[str]]]:
-    """add_files, with its skips as {file name: reason} and warnings as {file name: [messages]}."""
-    skips: dict[str, str] = {}
-    warnings: dict[str, list[str]] = {}
-    result = add_files(name, paths, on_skip=lambda p, why: skips.__setitem__(p.name, why),
-                       on_warning=lambda p, what: warnings.setdefault(p.name, []).append(what))
-    return result, skips, warnings
-
-
-def manifest_of(name: str) -> dict:
-    return json.loads((corpora_dir() / name / "manifest.json").read_text())
 
 
 def stored_notes(corpus, source_name: str) -> list[tuple[float, float, int]]:
@@ -279,153 +235,3 @@ def test_the_same_music_in_a_recording_and_a_file_is_a_duplicate(tmp_path: Path)
     midi.save(tmp_path / "quiet-ai.mid")
     _, skips, _ = add("me", tmp_path / "take.mid", tmp_path / "quiet-ai.mid")
     assert skips["quiet-ai.mid"].startswith(f"duplicate of {tmp_path / 'take.mid'}")
-
-
-def scales(directory: Path, count: int, first: int = 0) -> list[Path]:
-    """`count` different files: scales of 2..9 notes at different speeds."""
-    directory.mkdir(exist_ok=True)
-    return [write_scale(directory, name=f"s{i}.mid", notes=2 + i % 8, step_s=0.125 * (1 + i // 8))
-            for i in range(first, first + count)]
-
-
-# --- an add that fails ---------------------------------------------------------------------
-
-def snapshot(name: str) -> dict[str, bytes]:
-    folder = corpora_dir() / name
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.mark.parametrize("failure", [RuntimeError("disk on fire"), KeyboardInterrupt()])
-def test_an_add_that_fails_midway_leaves_the_corpus_as_it_was(tmp_path: Path, monkeypatch, failure) -> None:
-    add("me", *scales(tmp_path / "a", 3))
-    before = snapshot("me")
-    real_keep = corpus_module.keep_file
-    calls = []
-
-    def keep_then_fail(path, scratch):
-        calls.append(path)
-        if len(calls) == 3:
-            raise failure
-        return real_keep(path, scratch)
-
-    monkeypatch.setattr(corpus_module, "keep_file", keep_then_fail)
-    with pytest.raises(type(failure)):
-        add_files("me", scales(tmp_path / "b", 4, first=3))
-    assert len(calls) == 3
-    assert snapshot("me") == before
-
-
-def test_an_add_that_fails_writing_the_manifest_leaves_no_new_file(tmp_path: Path, monkeypatch) -> None:
-    add("me", *scales(tmp_path / "a", 3))
-    before = snapshot("me")
-
-    def fail(folder, manifest):
-        assert len(manifest["files"]) == 5  # the new files were in place when it failed
-        assert len(list((folder / "files").iterdir())) == 5
-        raise OSError("no space left on device")
-
-    monkeypatch.setattr(corpus_module, "_write_manifest", fail)
-    with pytest.raises(OSError, match="no space"):
-        add_files("me", scales(tmp_path / "b", 2, first=3))
-    assert snapshot("me") == before
-
-
-def test_a_first_add_that_fails_leaves_no_corpus(tmp_path: Path, monkeypatch) -> None:
-    def fail(path, scratch):
-        raise RuntimeError("x")
-
-    monkeypatch.setattr(corpus_module, "keep_file", fail)
-    with pytest.raises(RuntimeError):
-        add_files("me", [write_scale(tmp_path)])
-    assert list_corpora() == []
-    assert not (corpora_dir() / "me").exists()
-
-
-# --- names, opening, listing, removing -----------------------------------------------------
-
-@pytest.mark.parametrize("name", [".hidden", "", "a/b", "x y", "..", "é", "a" * 101])
-def test_an_invalid_name_is_refused_before_anything_is_read(tmp_path: Path, name: str) -> None:
-    with pytest.raises(CorpusError, match="invalid corpus name"):
-        add_files(name, [write_scale(tmp_path)])
-    with pytest.raises(CorpusError, match="invalid corpus name"):
-        open_corpus(name)
-    assert not corpora_dir().exists() or list(corpora_dir().iterdir()) == []
-
-
-def test_names_with_dots_dashes_and_underscores_are_fine(tmp_path: Path) -> None:
-    add("my-style_1.v2", write_scale(tmp_path))
-    assert list_corpora() == ["my-style_1.v2"]
-    assert open_corpus("my-style_1.v2").name == "my-style_1.v2"
-
-
-def test_opening_an_unknown_or_broken_corpus_says_which_and_why(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="^no corpus named nobody "):
-        open_corpus("nobody")
-    result, _, _ = add("me", write_scale(tmp_path))
-    (corpora_dir() / "me" / "files" / result.added[0]["file"]).unlink()
-    with pytest.raises(CorpusError, match=f"^corpus me is broken: files/{result.added[0]['file']} "):
-        open_corpus("me")
-    (corpora_dir() / "me" / "manifest.json").write_text("{not json")
-    with pytest.raises(CorpusError, match="^corpus me is broken: cannot read .*manifest.json") as caught:
-        open_corpus("me")
-    assert "\n" not in str(caught.value)
-    (corpora_dir() / "me" / "manifest.json").write_text(json.dumps({"format": 1, "files": [{"sha256": "ab"}]}))
-    with pytest.raises(CorpusError, match="file 1 .* lacks source, file"):
-        open_corpus("me")
-
-
-def test_list_and_the_summary(tmp_path: Path) -> None:
-    add("zeta", write_scale(tmp_path))
-    (tmp_path / "b").mkdir()
-    add("alpha", write_scale(tmp_path / "b", name="scale-b.mid", notes=4, step_s=0.5),
-        write_notes(tmp_path / "low.mid", [(0.0, 1.0, 40, 0), (4.0, 5.0, 90, 0)]))
-    assert list_corpora() == ["alpha", "zeta"]
-    summary = open_corpus("alpha").summary()
-    files = summary.pop("files")
-    assert [Path(f["source"]).name for f in files] == ["scale-b.mid", "low.mid"]
-    assert summary.pop("path") == str(corpora_dir() / "alpha")
-    splits = summary.pop("splits")
-    assert splits["train"]["n_files"] + splits["val"]["n_files"] == 2 and splits["val"]["n_files"] == 1
-    assert splits["train"]["n_notes"] + splits["val"]["n_notes"] == 6
-    assert summary == {
-        "name": "alpha", "n_files": 2, "hours": round(7.0 / 3600, 4), "duration_s": 7.0, "n_notes": 6,
-        "pitch_range": [40, 90], "tempo_bpm": 120.0, "tempo_method": corpus_module.TEMPO_METHOD,
-        # 4 notes in 2 s of playing, and 2 notes that each sound 1 s with a rest of 3 s between.
-        "density_nps": round(6 / 4.0, 2), "density_method": "while playing: silences of 2 s or more left out",
-    }
-
-
-def test_remove_one_file_by_source_stored_name_or_hash(tmp_path: Path) -> None:
-    result, _, _ = add("me", *scales(tmp_path / "a", 4))
-    by_source, by_name, by_hash, kept = result.added
-    assert remove_file("me", by_source["source"])["sha256"] == by_source["sha256"]
-    assert remove_file("me", by_name["file"])["sha256"] == by_name["sha256"]
-    assert remove_file("me", by_hash["sha256"][:6].upper())["sha256"] == by_hash["sha256"]
-    assert [e["sha256"] for e in manifest_of("me")["files"]] == [kept["sha256"]]
-    assert [p.name for p in (corpora_dir() / "me" / "files").iterdir()] == [kept["file"]]
-    assert manifest_of("me")["files"][0]["split"] == kept["split"]
-    with pytest.raises(CorpusError, match="^corpus me has no file 'nothing.mid' "):
-        remove_file("me", "nothing.mid")
-    with pytest.raises(CorpusError, match="^no corpus named other "):
-        remove_file("other", "x")
-
-
-def test_remove_a_relative_source_path(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    write_scale(tmp_path)
-    add("me", Path("scale.mid"))
-    assert manifest_of("me")["files"][0]["source"] == str(tmp_path / "scale.mid")
-    remove_file("me", "scale.mid")
-    assert manifest_of("me")["files"] == []
-
-
-def test_remove_a_whole_corpus(tmp_path: Path) -> None:
-    add("me", *scales(tmp_path / "a", 3))
-    add("you", write_scale(tmp_path))
-    assert remove_corpus("me") == 3
-    assert list_corpora() == ["you"]
-    assert sorted(p.name for p in corpora_dir().iterdir() if not p.name.startswith(".")) == ["you"]
-    with pytest.raises(CorpusError, match="^no corpus named me "):
-        remove_corpus("me")
-    with pytest.raises(CorpusError, match="^no corpus named me "):
-        open_corpus("me")

@@ -8,8 +8,10 @@ import pytest
 
 from engine.style.corpus import VAL_FRACTION, open_corpus
 from engine.user_dirs import corpora_dir
-from tests.engine.test_style_corpus import add, data_home, manifest_of, scales  # noqa: F401 - data_home: autouse fixture
+from tests.engine.corpus_helpers import add, manifest_of, scales
 from tests.midi_fixtures import write_scale
+
+pytestmark = pytest.mark.usefixtures("data_home")
 
 
 def test_a_second_file_makes_a_val_split_and_the_first_stays_train(tmp_path: Path) -> None:
