@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from tests.conftest import REPO
-from tests.engine.test_style_train import write_riff
+from tests.engine.style_helpers import write_riff
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed has no gloo backend here")

@@ -1,23 +1,28 @@
-"""Style training (`engine.style.train`, `jamtui train`): LoRA and QLoRA on a tiny base, on a
-repetitive corpus made in code, with replay, resume, JSON lines and the style directory."""
+"""Style training (`engine.style.train`, `jamtui train`): LoRA on a tiny base, on a repetitive
+corpus made in code, with replay, resume, JSON lines and the style directory (QLoRA and CUDA:
+test_style_qlora.py)."""
 from __future__ import annotations
 
 import json
 import math
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-import mido
 import numpy as np
 import pytest
 import torch
 
-from engine.style.lora import LoraSettings, Method, TrainError
-from engine.style.settings import StyleConfig
+from engine.style.lora import TrainError
 from engine.style.train import StyleExistsError, StyleRun
-from engine.training.data import ExampleConfig
-from engine.training.loop import LoopConfig, lr_at
+from engine.training.loop import lr_at
+from tests.engine.style_helpers import (
+    assert_every_adapter_learned,
+    logits_of,
+    start,
+    tiny_base,
+    tiny_config,
+    write_riffs,
+)
 
 STEP_KEYS = {"step", "loss", "val_loss", "tokens_per_s", "eta_s"}
 
@@ -32,52 +37,12 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    """A tiny random base with the real tokenizer; 64 wide, as bitsandbytes' CPU 4-bit kernels need
-    rows of at least one 64-weight block."""
-    from engine.model.checkpoint import new_hf_model, save_checkpoint
-    from engine.model.config import ModelConfig
-    from engine.tokens.tokenizer import JamTokenizer
-
-    tokenizer = JamTokenizer()
-    config = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=64, n_head=2, n_kv_head=2,
-                         intermediate_size=128, max_len=128)
-    path = tmp_path_factory.mktemp("base")
-    save_checkpoint(path, new_hf_model(config, seed=0), tokenizer.to_dict())
-    return path
-
-
-def write_riff(path: Path, shift: int, seconds: float = 24.0) -> Path:
-    """An arpeggio C-E-G-C (moved by `shift` semitones) in sixteenths at 120 BPM: a corpus a model
-    learns in a few steps."""
-    midi = mido.MidiFile(ticks_per_beat=480)
-    track = mido.MidiTrack()
-    midi.tracks.append(track)
-    track.append(mido.MetaMessage("set_tempo", tempo=500_000))
-    for i in range(int(seconds / 0.25)):
-        pitch = (60, 64, 67, 72)[i % 4] + shift
-        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
-        track.append(mido.Message("note_off", note=pitch, velocity=0, time=240))
-    midi.save(path)
-    return path
+    return tiny_base(tmp_path_factory.mktemp("base"))
 
 
 @pytest.fixture(scope="module")
 def riffs(tmp_path_factory) -> list[Path]:
-    folder = tmp_path_factory.mktemp("riffs")
-    return [write_riff(folder / f"riff{i}.mid", shift=i) for i in range(5)]
-
-
-def tiny_config(**loop) -> StyleConfig:
-    return StyleConfig(lora=LoraSettings(rank=4, alpha=8, dropout=0.0),
-                       examples=ExampleConfig(seq_len=64, window_s=4.0, stride_s=2.0, copies=2),
-                       loop=replace(LoopConfig(max_steps=20, batch_size=4, lr=1e-2, min_lr=1e-3, warmup_steps=2,
-                                               weight_decay=0.0, eval_every=5, eval_batches=4, patience=10), **loop),
-                       replay_share=0.25, replay_samples=3)
-
-
-def start(riffs, out: Path, base: Path, config: StyleConfig | None = None, **kwargs) -> StyleRun:
-    kwargs.setdefault("base_corpus", out.parent / "no-corpus")
-    return StyleRun(riffs[:4], riffs[4:], out, config or tiny_config(), base=base, **kwargs)
+    return write_riffs(tmp_path_factory.mktemp("riffs"))
 
 
 @pytest.fixture(scope="module")
@@ -104,19 +69,6 @@ class _Stdout:
     def __exit__(self, *exc):
         self.lines = sys.stdout.getvalue().splitlines()
         sys.stdout = self._saved
-
-
-def assert_every_adapter_learned(tensors: dict[str, torch.Tensor], n_layer: int) -> None:
-    """Each projection's B started at zero: a B still zero got no gradient through the layers above."""
-    b = {k: v for k, v in tensors.items() if ".lora_B." in k}
-    assert len(b) == 7 * n_layer
-    still_zero = sorted(k for k, v in b.items() if not v.abs().max() > 0)
-    assert still_zero == []
-
-
-def logits_of(model, ids: list[int]) -> torch.Tensor:
-    with torch.no_grad():
-        return model(input_ids=torch.tensor([ids])).logits[0]
 
 
 def test_lora_lowers_validation_loss_and_writes_a_style(trained, base, riffs):
@@ -285,74 +237,6 @@ def test_errors_are_one_line(tmp_path, riffs, base, change, message):
         StyleRun(files["train_files"], files["val_files"], tmp_path / "s", config, base=base).run()
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "s").exists()
-
-
-def test_qlora_without_bitsandbytes_is_one_line(tmp_path, riffs, base, monkeypatch):
-    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
-    config = replace(tiny_config(max_steps=1), method=Method.QLORA, replay_share=0.0)
-    with pytest.raises(TrainError, match="QLoRA needs bitsandbytes") as caught:
-        start(riffs, tmp_path / "s", base, config).run()
-    assert "\n" not in str(caught.value)
-
-
-def test_qlora_on_the_cpu_trains_and_its_adapter_merges(tmp_path, riffs, base, caplog, trained):
-    pytest.importorskip("bitsandbytes")
-    from engine.model.checkpoint import load_checkpoint, load_hf_checkpoint
-
-    config = replace(tiny_config(max_steps=4, eval_every=2), method=Method.QLORA)
-    with caplog.at_level("WARNING", logger="engine.style.train"):
-        result = start(riffs, tmp_path / "q", base, config).run()
-    assert [r.message for r in caplog.records if "plain LoRA" in r.message and "faster" in r.message]
-    assert result.steps == 4 and result.card["method"] == "qlora"
-    from safetensors.torch import load_file
-
-    assert_every_adapter_learned(load_file(str(result.style_dir / "adapter_model.safetensors")), n_layer=2)
-    fit = result.card["validation"]
-    assert fit["loss_best"] < fit["loss_before"]  # 4-bit base, adapters learning
-    fp32_before = trained[0].card["validation"]["loss_before"]  # the same validation windows, fp32 base
-    assert 1e-5 < abs(fit["loss_before"] - fp32_before) < 0.05  # the base really was quantized to nf4
-    plain, _ = load_hf_checkpoint(base)
-    styled, _ = load_hf_checkpoint(base, adapter=result.style_dir)  # merged into the fp32 base
-    ids = [1, 200, 300, 250]
-    assert not torch.allclose(logits_of(plain, ids), logits_of(styled, ids), atol=1e-3)
-    live = load_checkpoint(base, adapter=result.style_dir).model
-    assert torch.isfinite(live.forward_full(ids)).all()
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("method", [Method.LORA, Method.QLORA])
-def test_on_cuda_a_style_trains_and_plays_on_the_cpu(tmp_path, riffs, base, method):
-    """The GPU path: bf16 autocast (LoRA) or the nf4 base computing in bf16 (QLoRA); the adapter
-    it writes merges into the fp32 base on the CPU, as a jam loads it."""
-    if method is Method.QLORA:
-        pytest.importorskip("bitsandbytes")
-    from engine.model.checkpoint import load_checkpoint, load_hf_checkpoint
-
-    config = replace(tiny_config(max_steps=6, eval_every=3, device="cuda"), method=method)
-    result = start(riffs, tmp_path / method.value, base, config).run()
-    assert result.steps == 6 and result.card["run"]["device"] == torch.cuda.get_device_name(0)
-    fit = result.card["validation"]
-    assert fit["loss_best"] < fit["loss_before"]
-    plain, _ = load_hf_checkpoint(base)
-    styled, _ = load_hf_checkpoint(base, adapter=result.style_dir)
-    ids = [1, 200, 300, 250]
-    assert not torch.allclose(logits_of(plain, ids), logits_of(styled, ids), atol=1e-3)
-    assert torch.isfinite(load_checkpoint(base, adapter=result.style_dir).model.forward_full(ids)).all()
-
-
-def test_qlora_base_keeps_its_gradients_after_an_evaluation(base):
-    pytest.importorskip("bitsandbytes")
-    from engine.style.lora import add_lora, base_model
-    from engine.training.loop import evaluate, lm_loss
-
-    model, _ = base_model(base, Method.QLORA, torch.device("cpu"))
-    model = add_lora(model, LoraSettings(rank=4, dropout=0.0))
-    ids = torch.randint(4, 300, (2, 33), generator=torch.Generator().manual_seed(0))
-    evaluate(model, ids.numpy().astype(np.uint16), pad_id=0, batch_size=2)  # a validation pass, in eval mode
-    loss, _ = lm_loss(model, ids, pad_id=0)
-    loss.backward()
-    no_grad = sorted(n for n, p in model.named_parameters() if ".lora_B." in n and not p.grad.abs().max() > 0)
-    assert no_grad == []  # every projection's adapter gets a gradient through the 4-bit layers above it
 
 
 def test_the_train_command(tmp_path, riffs, base, monkeypatch, capsys):

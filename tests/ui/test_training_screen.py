@@ -15,7 +15,7 @@ from engine.style.settings import STYLE_LOOP
 from jamtui.screens.training import TrainingScreen
 from jamtui.training_run import TrainProgress, TrainSettings, train_arguments
 from jamtui.widgets.loss_plot import TRAIN_GLYPH, VAL_GLYPH, loss_chart
-from tests.engine.test_style_train import write_riff
+from tests.engine.style_helpers import write_riff
 from tests.ui.rig import async_test, wait_for
 
 
