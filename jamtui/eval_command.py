@@ -92,6 +92,10 @@ def table(r: dict) -> str:
              f"{'':28}{'base':>10}{'style':>10}{'change':>10}",
              f"{'bits per second of music':28}{num(r['base_bits_per_s'], 1):>10}{num(r['style_bits_per_s'], 1):>10}"
              f"{pct(r['bits_change']):>10}"]
+    if len(r["per_file"]) > 1:
+        for f in r["per_file"]:
+            lines.append(f"{'  ' + Path(f['file']).name[-26:]:28}{num(f['base_bits_per_s'], 1):>10}"
+                         f"{num(f['style_bits_per_s'], 1):>10}{pct(f['bits_change']):>10}")
     for key in r["overlap"]["base"]:
         b, s = r["overlap"]["base"][key], r["overlap"]["style"][key]
         change = pct(s / b - 1) if b and s is not None else "-"

@@ -18,9 +18,19 @@ from engine.model.checkpoint import CheckpointError, load_hf_checkpoint
 from engine.model.config import DEFAULT_MODEL_DIR
 from engine.tokens.tokenizer import JamTokenizer
 from engine.training.data import ExampleConfig, piece_examples
-from engine.training.loop import lm_loss
 
 WINDOW_S = 8.0  # short enough that a dense window fits the model's context whole
+
+
+@dataclass(frozen=True)
+class FileFit:
+    """One file's share of a `MusicFit`."""
+
+    file: str
+    windows: int
+    tokens: int
+    music_s: float
+    bits_per_s: float
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,7 @@ class MusicFit:
     music_s: float
     nll_per_token: float  # nats
     bits_per_s: float
+    per_file: tuple[FileFit, ...] = ()  # each file's bits/s: does every one move, or one a lot?
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,9 +56,19 @@ def music_windows(files: Sequence[Path], tokenizer, *, max_len: int, window_s: f
     computes from the notes; each piece splits its hands or parts between the two players
     the same way on every call (seeded), so two models see the same tokens.
     """
+    array, seconds, truncated, _ = _windows(files, tokenizer, max_len=max_len, window_s=window_s, entries=entries,
+                                            seed=seed)
+    return array, float(sum(seconds)), truncated
+
+
+def _windows(files: Sequence[Path], tokenizer, *, max_len: int, window_s: float, entries: Sequence[dict] | None,
+             seed: int) -> tuple[np.ndarray, list[float], int, np.ndarray]:
+    """`music_windows`, with the seconds of each file and the file (index) of each window."""
     cfg = ExampleConfig(seq_len=10 * max_len, window_s=window_s, stride_s=window_s, copies=1, seed=seed)
     rows: list[list[int]] = []
-    seconds, truncated = 0.0, 0
+    owners: list[int] = []
+    seconds: list[float] = []
+    truncated = 0
     for i, path in enumerate(files):
         entry = dict(entries[i]) if entries is not None else {"source": "performance", "tags": {}}
         windows, secs = piece_examples(Path(path), entry, tokenizer, cfg, train=False, seed=seed * 1_000_003 + i)
@@ -55,38 +76,56 @@ def music_windows(files: Sequence[Path], tokenizer, *, max_len: int, window_s: f
             if len(ids) > max_len:
                 truncated += 1
             rows.append(ids[:max_len])
-        seconds += secs
+            owners.append(i)
+        seconds.append(secs)
     width = max((len(r) for r in rows), default=1)
     array = np.full((len(rows), width), tokenizer.pad_id, dtype=np.int64)
     for i, ids in enumerate(rows):
         array[i, : len(ids)] = ids
-    return array, seconds, truncated
+    return array, seconds, truncated, np.asarray(owners, dtype=np.int64)
 
 
 @torch.no_grad()
 def music_fit(model, tokenizer, files: Sequence[Path], *, window_s: float = WINDOW_S,
               entries: Sequence[dict] | None = None, batch_size: int = 8, seed: int = 0) -> MusicFit:
     """How well `model` (a transformers causal LM) predicts `files`: NLL per token and bits per
-    second of music, every non-overlapping `window_s` window scored once."""
+    second of music, every non-overlapping `window_s` window scored once; and each file's."""
     max_len = int(model.config.max_position_embeddings)
-    windows, seconds, truncated = music_windows(files, tokenizer, max_len=max_len, window_s=window_s,
-                                                entries=entries, seed=seed)
+    windows, seconds, truncated, owners = _windows(files, tokenizer, max_len=max_len, window_s=window_s,
+                                                   entries=entries, seed=seed)
     was_training = model.training
     model.eval()
-    total_nll, total_tokens = 0.0, 0
+    row_nll = np.zeros(len(windows))
+    row_tokens = (windows[:, 1:] != tokenizer.pad_id).sum(axis=1)
     # Sorted by length, batches waste little on padding.
     order = np.argsort((windows != tokenizer.pad_id).sum(axis=1))
     for start in range(0, len(order), batch_size):
-        batch = windows[order[start:start + batch_size]]
+        rows = order[start:start + batch_size]
+        batch = windows[rows]
         batch = batch[:, : int((batch != tokenizer.pad_id).sum(axis=1).max())]
-        loss, count = lm_loss(model, torch.from_numpy(batch), tokenizer.pad_id)
-        total_nll += float(loss) * count
-        total_tokens += count
+        row_nll[rows] = _row_nll(model, torch.from_numpy(batch), tokenizer.pad_id)
     model.train(was_training)
-    nll = total_nll / max(1, total_tokens)
-    bits = total_nll * math.log2(math.e) / seconds if seconds > 0 else math.nan
+    total_nll, total_tokens, total_s = float(row_nll.sum()), int(row_tokens.sum()), float(sum(seconds))
+    per_file = tuple(FileFit(file=str(path), windows=int((owners == i).sum()), tokens=int(row_tokens[owners == i].sum()),
+                             music_s=round(seconds[i], 3), bits_per_s=_bits_per_s(float(row_nll[owners == i].sum()), seconds[i]))
+                     for i, path in enumerate(files))
     return MusicFit(files=len(files), windows=len(windows), truncated=truncated, tokens=total_tokens,
-                    music_s=round(seconds, 1), nll_per_token=round(nll, 5), bits_per_s=round(bits, 2))
+                    music_s=round(total_s, 1), nll_per_token=round(total_nll / max(1, total_tokens), 5),
+                    bits_per_s=_bits_per_s(total_nll, total_s), per_file=per_file)
+
+
+def _row_nll(model, batch: torch.Tensor, pad_id: int) -> np.ndarray:
+    """Each row's summed next-token NLL (nats) over its non-pad targets."""
+    device = next(model.parameters()).device
+    batch = batch.to(device)
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    logits = model(input_ids=inputs, attention_mask=(inputs != pad_id).long()).logits.float()
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    return (nll * (targets != pad_id)).sum(dim=1).cpu().numpy()
+
+
+def _bits_per_s(nll: float, seconds: float) -> float:
+    return round(nll * math.log2(math.e) / seconds, 2) if seconds > 0 else math.nan
 
 
 def corpus_split(corpus: Path, split: str) -> tuple[list[Path], list[dict]]:

@@ -33,6 +33,19 @@ def test_bits_per_second_is_total_nll_over_seconds(tokenizer, tmp_path):
     assert music_fit(_model(tokenizer), tokenizer, files, window_s=2.0) == fit  # same tokens, same figure
 
 
+def test_each_files_figure_is_its_share_of_the_whole(tokenizer, tmp_path):
+    files = [write_scale(tmp_path, "a.mid", notes=15), write_scale(tmp_path, "b.mid", notes=9, step_s=0.5)]
+    model = _model(tokenizer)
+    fit = music_fit(model, tokenizer, files, window_s=2.0)
+    assert [f.file for f in fit.per_file] == [str(p) for p in files]
+    assert sum(f.windows for f in fit.per_file) == fit.windows and sum(f.tokens for f in fit.per_file) == fit.tokens
+    # Pooled, the files' bits weigh by their seconds: the whole is their time-weighted mean.
+    pooled = sum(f.bits_per_s * f.music_s for f in fit.per_file) / sum(f.music_s for f in fit.per_file)
+    assert fit.bits_per_s == pytest.approx(pooled, abs=0.02)
+    # The first file alone is the same windows (a file's hands split by a seed of its place in the list).
+    assert fit.per_file[0].bits_per_s == music_fit(model, tokenizer, files[:1], window_s=2.0).bits_per_s
+
+
 def test_a_model_that_learned_the_music_scores_fewer_bits(tokenizer, tmp_path):
     files = [write_scale(tmp_path, "a.mid", notes=15)]
     model = _model(tokenizer)

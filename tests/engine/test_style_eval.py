@@ -84,6 +84,8 @@ def test_base_and_style_on_held_out_files(tmp_path, base_and_style):
     assert result["base_bits_per_s"] != result["style_bits_per_s"]  # the adapter changed the model
     assert result["bits_change"] == pytest.approx(result["style_bits_per_s"] / result["base_bits_per_s"] - 1, abs=1e-3)
     assert result["forgetting"] is None  # no base corpus given
+    assert [f["file"] for f in result["per_file"]] == [str(p) for p in heldout]
+    assert all(f["style_bits_per_s"] != f["base_bits_per_s"] for f in result["per_file"])
     weightless = evaluate_style(style, 0.0, heldout, base=base)
     assert weightless["style_bits_per_s"] == weightless["base_bits_per_s"]
     for name in ("base", "style"):
@@ -100,13 +102,15 @@ def test_eval_command_prints_the_table_and_names_bad_input(tmp_path, base_and_st
     folder = tmp_path / "heldout"
     folder.mkdir()
     _long_file(folder, "a.mid", 20.0)
+    _long_file(folder, "b.mid", 20.0)
     args = ["eval", "--style", str(style), "--heldout", str(folder), "--base", str(base),
             "--base-corpus", str(tmp_path / "none")]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "bits per second of music" in out and "overlap polyphony" in out and "forgetting: not measured" in out
+    assert "  a.mid" in out and "  b.mid" in out  # each held-out file's bits/s
     assert main([*args, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["prompts"] == 1
+    assert json.loads(capsys.readouterr().out)["prompts"] == 2
     assert main(["eval", "--style", str(style), "--heldout", str(tmp_path / "missing.mid"), "--base", str(base)]) == 2
     assert "missing.mid: no such file or folder" in capsys.readouterr().err
     empty = tmp_path / "empty"
