@@ -95,7 +95,8 @@ async def test_a_corpus_added_trains_a_style_drawn_as_it_goes(data_home, tmp_pat
         await pilot.press("backspace", "ctrl+s")
         await wait_for(pilot, lambda: screen.run is not None and screen.run.running, 10)
         await wait_for(pilot, lambda: screen.progress.step >= 1, 40)
-        await wait_for(pilot, lambda: screen.trained == "my-scales", 40)
+        # The screen posts StyleTrained as it marks the style trained; the app hears it a moment later.
+        await wait_for(pilot, lambda: screen.trained == "my-scales" and app.trained, 40)
 
         progress = screen.progress
         assert progress.step == 4 and progress.total == 4
