@@ -46,7 +46,7 @@ def test_a_listing_after_jack_starts_sees_its_ports(monkeypatch, tmp_path, reque
         with pytest.raises(PortError, match="no MIDI system found"):
             system.list_ports()
     log = open(tmp_path / "jackd.log", "wb")
-    proc = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"], stdout=log,
+    proc = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "1024"], stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     synth = None
     try:

@@ -37,7 +37,7 @@ async def test_s_finds_a_jack_server_started_after_the_console(tmp_path, monkeyp
                        or listed(app, "#outputs"))  # no MIDI system yet, or ALSA's ports
         log_path = tmp_path / "jackd.log"
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"], stdout=log,
+            proc = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "1024"], stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         synth = None
         try:
