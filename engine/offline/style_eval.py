@@ -23,6 +23,7 @@ from engine.offline.music_figures import by_onset
 from engine.offline.music_overlap import BINS, FEATURES, overlapping_area, segment_features
 from engine.tokens.tokenizer import JamTokenizer
 from engine.training.bits_per_second import corpus_split, music_fit
+from engine.training.loop import evenly_spaced
 from engine.training.midi_files import read_notes
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,7 @@ def prompts_of(files: Sequence[Path]) -> list[Prompt]:
             if len(prompt) >= MIN_PROMPT_NOTES and real:
                 found.append(Prompt(Path(path), at_s, tuple(prompt), tuple(real)))
             at_s += PROMPT_EVERY_S
-        if len(found) > MAX_PROMPTS_PER_FILE:
-            picks = np.linspace(0, len(found) - 1, MAX_PROMPTS_PER_FILE).round().astype(int)
-            found = [found[i] for i in picks]
-        out += found
+        out += [found[i] for i in evenly_spaced(np.arange(len(found)), MAX_PROMPTS_PER_FILE)]
     return out
 
 
