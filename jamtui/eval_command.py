@@ -96,6 +96,10 @@ def table(r: dict) -> str:
         for f in r["per_file"]:
             lines.append(f"{'  ' + Path(f['file']).name[-26:]:28}{num(f['base_bits_per_s'], 1):>10}"
                          f"{num(f['style_bits_per_s'], 1):>10}{pct(f['bits_change']):>10}")
+    lines.append("  by kind of token")  # where the bits go, and which kind the style predicts better
+    for k in r["by_kind"]:
+        lines.append(f"{'    ' + k['kind']:28}{num(k['base_bits_per_s'], 1):>10}{num(k['style_bits_per_s'], 1):>10}"
+                     f"{pct(k['bits_change']):>10}")
     for key in r["overlap"]["base"]:
         b, s = r["overlap"]["base"][key], r["overlap"]["style"][key]
         change = pct(s / b - 1) if b and s is not None else "-"

@@ -119,7 +119,7 @@ def evaluate_style(style: Path, weight: float, heldout: Sequence[Path], *, base:
                    on_step: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """The base against the style (merged at `weight`) on the pianist's `heldout` files:
     `base_bits_per_s`, `style_bits_per_s`, `bits_change` (style over base, minus 1), the same
-    for each file (`per_file`),
+    for each file (`per_file`) and each kind of token (`by_kind`: note lengths, pitches...),
     `base_overlap`, `style_overlap` (oa_mean of their continuations against the real ones, each
     feature under `overlap`), and `forgetting` (the base corpus's validation bits/s with the
     style over without, minus 1; None when `base_corpus` is not built)."""
@@ -151,6 +151,9 @@ def evaluate_style(style: Path, weight: float, heldout: Sequence[Path], *, base:
         "per_file": [{"file": b.file, "music_s": b.music_s, "base_bits_per_s": b.bits_per_s,
                       "style_bits_per_s": s.bits_per_s, "bits_change": round(s.bits_per_s / b.bits_per_s - 1, 4)}
                      for b, s in zip(fits["base"].per_file, fits["style"].per_file)],
+        "by_kind": [{"kind": kind, "base_bits_per_s": bits, "style_bits_per_s": fits["style"].by_kind.get(kind, 0.0),
+                     "bits_change": round(fits["style"].by_kind.get(kind, 0.0) / bits - 1, 4)}
+                    for kind, bits in fits["base"].by_kind.items()],
         "prompts": len(prompts), "prompt_s": PROMPT_S, "continuation_s": CONTINUATION_S,
         "base_overlap": _round(overlaps["base"]["oa_mean"]), "style_overlap": _round(overlaps["style"]["oa_mean"]),
         "overlap": {name: {k: _round(v) for k, v in o.items()} for name, o in overlaps.items()},

@@ -1,13 +1,14 @@
 """Bits per second of music: how well a model predicts a set of MIDI files. The figure that
 compares across models, corpora and tokenizers (NLL per token would reward writing more tokens
-for the same music), after Anticipatory Music Transformer's bits/s."""
+for the same music), after Anticipatory Music Transformer's bits/s. Split by file and by kind of
+token (note lengths, pitches, velocities...), it says where one model predicts better than another."""
 from __future__ import annotations
 
 import argparse
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,10 +17,14 @@ import torch
 
 from engine.model.checkpoint import CheckpointError, load_hf_checkpoint
 from engine.model.config import DEFAULT_MODEL_DIR
-from engine.tokens.tokenizer import JamTokenizer
+from engine.tokens.tokenizer import CONDITION, DURATION, PITCH, PROGRAM, SHIFT, VELOCITY, JamTokenizer
 from engine.training.data import ExampleConfig, piece_examples
 
 WINDOW_S = 8.0  # short enough that a dense window fits the model's context whole
+# What each kind of token says, in the order a note writes them (BOS, EOS and the rest: "other").
+KIND_NAMES = {CONDITION: "conditions", SHIFT: "time shifts", PROGRAM: "players", PITCH: "pitches",
+              VELOCITY: "velocities", DURATION: "note lengths"}
+_OTHER = "other"
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class MusicFit:
     nll_per_token: float  # nats
     bits_per_s: float
     per_file: tuple[FileFit, ...] = ()  # each file's bits/s: does every one move, or one a lot?
+    by_kind: dict[str, float] = field(default_factory=dict)  # bits/s of each kind of token; they sum to bits_per_s
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,31 +103,43 @@ def music_fit(model, tokenizer, files: Sequence[Path], *, window_s: float = WIND
     model.eval()
     row_nll = np.zeros(len(windows))
     row_tokens = (windows[:, 1:] != tokenizer.pad_id).sum(axis=1)
+    kind_of = torch.tensor([tokenizer.kind(i) for i in range(tokenizer.vocab_size)])
+    kind_nll = torch.zeros(int(kind_of.max()) + 1, dtype=torch.float64)
     # Sorted by length, batches waste little on padding.
     order = np.argsort((windows != tokenizer.pad_id).sum(axis=1))
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         batch = windows[rows]
         batch = batch[:, : int((batch != tokenizer.pad_id).sum(axis=1).max())]
-        row_nll[rows] = _row_nll(model, torch.from_numpy(batch), tokenizer.pad_id)
+        nll, batch_kinds = _row_nll(model, torch.from_numpy(batch), tokenizer.pad_id, kind_of)
+        row_nll[rows] = nll
+        kind_nll += batch_kinds
     model.train(was_training)
     total_nll, total_tokens, total_s = float(row_nll.sum()), int(row_tokens.sum()), float(sum(seconds))
+    by_kind: dict[str, float] = {}
+    for kind, nll in enumerate(kind_nll.tolist()):
+        name = KIND_NAMES.get(kind, _OTHER)
+        by_kind[name] = by_kind.get(name, 0.0) + nll
+    by_kind = {name: _bits_per_s(nll, total_s) for name, nll in by_kind.items() if nll > 0}
     per_file = tuple(FileFit(file=str(path), windows=int((owners == i).sum()), tokens=int(row_tokens[owners == i].sum()),
                              music_s=round(seconds[i], 3), bits_per_s=_bits_per_s(float(row_nll[owners == i].sum()), seconds[i]))
                      for i, path in enumerate(files))
     return MusicFit(files=len(files), windows=len(windows), truncated=truncated, tokens=total_tokens,
                     music_s=round(total_s, 1), nll_per_token=round(total_nll / max(1, total_tokens), 5),
-                    bits_per_s=_bits_per_s(total_nll, total_s), per_file=per_file)
+                    bits_per_s=_bits_per_s(total_nll, total_s), per_file=per_file, by_kind=by_kind)
 
 
-def _row_nll(model, batch: torch.Tensor, pad_id: int) -> np.ndarray:
-    """Each row's summed next-token NLL (nats) over its non-pad targets."""
+def _row_nll(model, batch: torch.Tensor, pad_id: int, kind_of: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """Each row's summed next-token NLL (nats) over its non-pad targets, and the batch's NLL
+    summed by the targets' kind (`kind_of`: token id -> kind)."""
     device = next(model.parameters()).device
     batch = batch.to(device)
     inputs, targets = batch[:, :-1], batch[:, 1:]
     logits = model(input_ids=inputs, attention_mask=(inputs != pad_id).long()).logits.float()
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
-    return (nll * (targets != pad_id)).sum(dim=1).cpu().numpy()
+    nll = (nll * (targets != pad_id)).cpu().double()
+    by_kind = torch.bincount(kind_of[targets.cpu()].flatten(), weights=nll.flatten(), minlength=int(kind_of.max()) + 1)
+    return nll.sum(dim=1).numpy(), by_kind
 
 
 def _bits_per_s(nll: float, seconds: float) -> float:

@@ -46,6 +46,15 @@ def test_each_files_figure_is_its_share_of_the_whole(tokenizer, tmp_path):
     assert fit.per_file[0].bits_per_s == music_fit(model, tokenizer, files[:1], window_s=2.0).bits_per_s
 
 
+def test_each_kind_of_tokens_bits_add_up_to_the_whole(tokenizer, tmp_path):
+    files = [write_scale(tmp_path, "a.mid", notes=15), write_scale(tmp_path, "b.mid", notes=9, step_s=0.5)]
+    fit = music_fit(_model(tokenizer), tokenizer, files, window_s=2.0)
+    # A note writes its player, pitch, velocity and length; windows open with their conditions.
+    assert {"players", "pitches", "velocities", "note lengths", "conditions"} <= set(fit.by_kind)
+    assert all(bits > 0 for bits in fit.by_kind.values())
+    assert sum(fit.by_kind.values()) == pytest.approx(fit.bits_per_s, abs=0.01 * len(fit.by_kind))
+
+
 def test_a_model_that_learned_the_music_scores_fewer_bits(tokenizer, tmp_path):
     files = [write_scale(tmp_path, "a.mid", notes=15)]
     model = _model(tokenizer)

@@ -86,6 +86,10 @@ def test_base_and_style_on_held_out_files(tmp_path, base_and_style):
     assert result["forgetting"] is None  # no base corpus given
     assert [f["file"] for f in result["per_file"]] == [str(p) for p in heldout]
     assert all(f["style_bits_per_s"] != f["base_bits_per_s"] for f in result["per_file"])
+    kinds = {k["kind"]: k for k in result["by_kind"]}
+    assert {"pitches", "velocities", "note lengths"} <= set(kinds)
+    for name in ("base", "style"):  # each model's kinds share out its whole figure
+        assert sum(k[f"{name}_bits_per_s"] for k in kinds.values()) == pytest.approx(result[f"{name}_bits_per_s"], abs=0.1)
     weightless = evaluate_style(style, 0.0, heldout, base=base)
     assert weightless["style_bits_per_s"] == weightless["base_bits_per_s"]
     for name in ("base", "style"):
@@ -109,6 +113,7 @@ def test_eval_command_prints_the_table_and_names_bad_input(tmp_path, base_and_st
     out = capsys.readouterr().out
     assert "bits per second of music" in out and "overlap polyphony" in out and "forgetting: not measured" in out
     assert "  a.mid" in out and "  b.mid" in out  # each held-out file's bits/s
+    assert "by kind of token" in out and "    note lengths" in out and "    pitches" in out
     assert main([*args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["prompts"] == 2
     assert main(["eval", "--style", str(style), "--heldout", str(tmp_path / "missing.mid"), "--base", str(base)]) == 2
