@@ -32,7 +32,7 @@ class NoteGrammar:
 
     def __init__(self, tokenizer: JamTokenizer, players: tuple[int, ...]) -> None:
         base = generation_mask(tokenizer, players)
-        kinds = torch.tensor([tokenizer.kind(i) for i in range(tokenizer.vocab_size)])
+        kinds = torch.tensor(tokenizer.kinds)
         self._kind = tokenizer.kind
         self._next = {
             PROGRAM: base & (kinds == PITCH),

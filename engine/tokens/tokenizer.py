@@ -128,6 +128,11 @@ class JamTokenizer:
         """One of PAD, BOS, EOS, CONDITION, SHIFT, PROGRAM, PITCH, VELOCITY, DURATION, OTHER."""
         return self._kind[token_id] if 0 <= token_id < len(self._kind) else OTHER
 
+    @property
+    def kinds(self) -> tuple[int, ...]:
+        """`kind` of every id, in id order (a lookup table for whole batches)."""
+        return tuple(self._kind)
+
     def value(self, token_id: int) -> int:
         """What a token says: ticks for a TimeShift or Duration, the number of a Program, Pitch
         or Velocity; 0 for the rest."""

@@ -24,7 +24,7 @@ WINDOW_S = 8.0  # short enough that a dense window fits the model's context whol
 # What each kind of token says, in the order a note writes them (BOS, EOS and the rest: "other").
 KIND_NAMES = {CONDITION: "conditions", SHIFT: "time shifts", PROGRAM: "players", PITCH: "pitches",
               VELOCITY: "velocities", DURATION: "note lengths"}
-_OTHER = "other"
+_GROUPS = (*KIND_NAMES.values(), "other")
 
 
 @dataclass(frozen=True)
@@ -103,24 +103,19 @@ def music_fit(model, tokenizer, files: Sequence[Path], *, window_s: float = WIND
     model.eval()
     row_nll = np.zeros(len(windows))
     row_tokens = (windows[:, 1:] != tokenizer.pad_id).sum(axis=1)
-    kind_of = torch.tensor([tokenizer.kind(i) for i in range(tokenizer.vocab_size)])
-    kind_nll = torch.zeros(int(kind_of.max()) + 1, dtype=torch.float64)
+    group_of = torch.tensor([_GROUPS.index(KIND_NAMES.get(k, _GROUPS[-1])) for k in tokenizer.kinds])
+    group_nll = torch.zeros(len(_GROUPS), dtype=torch.float64)
     # Sorted by length, batches waste little on padding.
     order = np.argsort((windows != tokenizer.pad_id).sum(axis=1))
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         batch = windows[rows]
         batch = batch[:, : int((batch != tokenizer.pad_id).sum(axis=1).max())]
-        nll, batch_kinds = _row_nll(model, torch.from_numpy(batch), tokenizer.pad_id, kind_of)
-        row_nll[rows] = nll
-        kind_nll += batch_kinds
+        row_nll[rows], batch_groups = _row_nll(model, torch.from_numpy(batch), tokenizer.pad_id, group_of, len(_GROUPS))
+        group_nll += batch_groups
     model.train(was_training)
     total_nll, total_tokens, total_s = float(row_nll.sum()), int(row_tokens.sum()), float(sum(seconds))
-    by_kind: dict[str, float] = {}
-    for kind, nll in enumerate(kind_nll.tolist()):
-        name = KIND_NAMES.get(kind, _OTHER)
-        by_kind[name] = by_kind.get(name, 0.0) + nll
-    by_kind = {name: _bits_per_s(nll, total_s) for name, nll in by_kind.items() if nll > 0}
+    by_kind = {name: _bits_per_s(nll, total_s) for name, nll in zip(_GROUPS, group_nll.tolist()) if nll > 0}
     per_file = tuple(FileFit(file=str(path), windows=int((owners == i).sum()), tokens=int(row_tokens[owners == i].sum()),
                              music_s=round(seconds[i], 3), bits_per_s=_bits_per_s(float(row_nll[owners == i].sum()), seconds[i]))
                      for i, path in enumerate(files))
@@ -129,17 +124,18 @@ def music_fit(model, tokenizer, files: Sequence[Path], *, window_s: float = WIND
                     bits_per_s=_bits_per_s(total_nll, total_s), per_file=per_file, by_kind=by_kind)
 
 
-def _row_nll(model, batch: torch.Tensor, pad_id: int, kind_of: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+def _row_nll(model, batch: torch.Tensor, pad_id: int, group_of: torch.Tensor,
+             groups: int) -> tuple[np.ndarray, torch.Tensor]:
     """Each row's summed next-token NLL (nats) over its non-pad targets, and the batch's NLL
-    summed by the targets' kind (`kind_of`: token id -> kind)."""
+    summed by the targets' group (`group_of`: token id -> one of `groups`)."""
     device = next(model.parameters()).device
     batch = batch.to(device)
     inputs, targets = batch[:, :-1], batch[:, 1:]
     logits = model(input_ids=inputs, attention_mask=(inputs != pad_id).long()).logits.float()
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
     nll = (nll * (targets != pad_id)).cpu().double()
-    by_kind = torch.bincount(kind_of[targets.cpu()].flatten(), weights=nll.flatten(), minlength=int(kind_of.max()) + 1)
-    return nll.sum(dim=1).numpy(), by_kind
+    by_group = torch.bincount(group_of[targets.cpu()].flatten(), weights=nll.flatten(), minlength=groups)
+    return nll.sum(dim=1).numpy(), by_group
 
 
 def _bits_per_s(nll: float, seconds: float) -> float:
