@@ -178,7 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for word in argv[: argv.index("--") if "--" in argv else len(argv)]:
+        # argparse reads `--top-k=--` as the option given no value at all, past its type check.
+        option, equals, value = word.partition("=")
+        if word.startswith("--") and equals and value == "--":
+            parser.error(f"argument {option}: expected one argument")
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

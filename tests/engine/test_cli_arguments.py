@@ -255,6 +255,18 @@ def assert_clean_result(result: tuple[int, str], folder: Path, allowed: set[str]
     assert {p.name for p in folder.iterdir()} <= {"prompt.mid", "a-file"} | (allowed if status == 0 else set())
 
 
+def test_an_option_given_the_separator_as_its_value_is_refused(tiny_checkpoint):
+    """argparse takes `--top-k=--` as the option with no value ([]), past its type; found by the test below."""
+    with scratch_folder() as folder:
+        for option in ("--top-k", "--top-p", "--temperature", "--seconds", "--seed"):
+            result = call("generate", "--prompt", "prompt.mid", "--model", str(tiny_checkpoint), "--out", "d.mid",
+                          f"{option}=--")
+            one_line_error(result, f"argument {option}: expected one argument")
+            assert_clean_result(result, folder, set())
+        result = call("simulate", "--performer", "prompt.mid", "--out", "d.mid", "--report", "r.json", "--minutes=--")
+        one_line_error(result, "argument --minutes: expected one argument")
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seconds=numbers(st.floats(0.05, 0.5)), temperature=numbers(st.floats(0, 10)),
        top_p=numbers(st.floats(0.01, 1)), top_k=numbers(st.integers(0, 40)), seed=numbers(st.integers(0, 2**32 - 1)),
