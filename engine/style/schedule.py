@@ -1,5 +1,6 @@
 """A style run's learning-rate schedule and its early stop: warm-up, then a cosine over the steps or
-the minutes, and the cool-down a validation plateau begins before the run ends."""
+the minutes, and the cool-down a validation plateau (or, earlier, overfitting) begins before the
+run ends."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +9,11 @@ from dataclasses import dataclass
 from engine.training.loop import LoopConfig, LoopState, lr_at, step_progress
 
 log = logging.getLogger(__name__)
+
+# Overfitting, not a noisy plateau: the best validation loss is twice the patience old and each of
+# the last `patience` evaluations lies this far (a share) above it. A small corpus does this at a
+# high rate, long before the cosine's second half (half an hour of one pianist: from step 100-200).
+OVERFIT_MARGIN = 0.01
 
 
 @dataclass(frozen=True)
@@ -43,15 +49,28 @@ class Schedule:
     def early_stop(self, state: LoopState, trained_s: float) -> bool:
         """After an evaluation: does the run end here? A plateau while the rate is still high is that
         rate's noise floor, not the end of learning, so a plateau counts only in the cosine's second
-        half. There the first one cools the rate down to its floor over `cooldown_steps` (recorded in
-        `state`, so a resumed run goes on with it), and the run ends when that is done."""
+        half, or earlier when the validation loss is climbing away from its best (`overfitting`).
+        The first one cools the rate down to its floor over `cooldown_steps` (recorded in `state`, so
+        a resumed run goes on with it), and the run ends when that is done."""
         progress = self.progress(state, trained_s)
-        plateau = state.evals_since_best >= self.loop.patience and progress >= 0.5
+        overfitting = progress < 0.5 and self.overfitting(state)
+        plateau = state.evals_since_best >= self.loop.patience and (progress >= 0.5 or overfitting)
         if plateau and state.cooldown_step is None and progress < 1.0:
             state.cooldown_step, state.cooldown_progress = state.step, progress
             state.evals_since_best = 0
-            log.info("style %s: validation plateau at step %d; cooling the learning rate down over %d steps",
-                     self.name, state.step, self.cooldown_steps)
+            log.info("style %s: %s at step %d (best at %d); cooling the learning rate down over %d steps",
+                     self.name, "overfitting" if overfitting else "validation plateau", state.step,
+                     state.best_step, self.cooldown_steps)
             return False
         cooled = state.cooldown_step is not None and state.step >= state.cooldown_step + self.cooldown_steps
         return plateau or cooled
+
+    def overfitting(self, state: LoopState) -> bool:
+        """The best validation loss is `2 * patience` evaluations old and each of the last `patience`
+        lies OVERFIT_MARGIN or more above it: the adapter is learning the training files, not the
+        pianist, and the high rate of the cosine's first half will not bring it back."""
+        patience = self.loop.patience
+        if state.cooldown_step is not None or state.evals_since_best < 2 * patience:
+            return False
+        recent = [h["val_loss"] for h in (state.history or [])[-patience:]]
+        return len(recent) == patience and all(v >= state.best_val_loss * (1 + OVERFIT_MARGIN) for v in recent)

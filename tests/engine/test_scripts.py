@@ -36,3 +36,17 @@ def test_a_short_soak_has_no_stuck_note(tmp_path):
     report = json.loads(result.stdout.splitlines()[0])
     assert report["stuck_notes"] == 0 and report["performer_notes"] > 0 and report["ai_notes"] > 0
     assert report["music"]["hammer"] is not None
+
+
+def test_style_fit_refuses_a_folder_without_enough_files(tmp_path):
+    """`scripts/style-fit --files DIR` holds the last 2 files out: it needs 3 or more, and says so."""
+    folder = tmp_path / "my takes"
+    folder.mkdir()
+    (folder / "one.mid").write_bytes(b"MThd")
+    (folder / "notes.txt").write_text("not a take")
+    result = subprocess.run([str(REPO / "scripts" / "style-fit"), "--files", str(folder), "--out", str(tmp_path / "fit")],
+                            cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert f"{folder}: 1 MIDI files" in result.stderr and "need at least 3" in result.stderr
+    assert not (tmp_path / "fit" / "xdg").exists()
