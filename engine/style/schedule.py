@@ -54,7 +54,7 @@ class Schedule:
         a resumed run goes on with it), and the run ends when that is done."""
         progress = self.progress(state, trained_s)
         overfitting = progress < 0.5 and self.overfitting(state)
-        plateau = state.evals_since_best >= self.loop.patience and (progress >= 0.5 or overfitting)
+        plateau = (state.evals_since_best >= self.loop.patience and progress >= 0.5) or overfitting
         if plateau and state.cooldown_step is None and progress < 1.0:
             state.cooldown_step, state.cooldown_progress = state.step, progress
             state.evals_since_best = 0
