@@ -100,6 +100,10 @@ def table(r: dict) -> str:
     for k in r["by_kind"]:
         lines.append(f"{'    ' + k['kind']:28}{num(k['base_bits_per_s'], 1):>10}{num(k['style_bits_per_s'], 1):>10}"
                      f"{pct(k['bits_change']):>10}")
+    lines.append("  by tokens of the window read")  # where the style's gain lies: before the context tells
+    for c in r["by_context"]:
+        lines.append(f"{'    ' + str(c['first']) + '-' + str(c['last']):28}{num(c['base_bits_per_s'], 1):>10}"
+                     f"{num(c['style_bits_per_s'], 1):>10}{pct(c['bits_change']):>10}")
     for key in r["overlap"]["base"]:
         b, s = r["overlap"]["base"][key], r["overlap"]["style"][key]
         change = pct(s / b - 1) if b and s is not None else "-"

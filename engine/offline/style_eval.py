@@ -119,7 +119,9 @@ def evaluate_style(style: Path, weight: float, heldout: Sequence[Path], *, base:
                    on_step: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """The base against the style (merged at `weight`) on the pianist's `heldout` files:
     `base_bits_per_s`, `style_bits_per_s`, `bits_change` (style over base, minus 1), the same
-    for each file (`per_file`) and each kind of token (`by_kind`: note lengths, pitches...),
+    for each file (`per_file`), each kind of token (`by_kind`: note lengths, pitches...) and by
+    how much of its window the models had read (`by_context`: does the gain hold once the base
+    has heard the player in the window?),
     `base_overlap`, `style_overlap` (oa_mean of their continuations against the real ones, each
     feature under `overlap`), and `forgetting` (the base corpus's validation bits/s with the
     style over without, minus 1; None when `base_corpus` is not built)."""
@@ -154,6 +156,10 @@ def evaluate_style(style: Path, weight: float, heldout: Sequence[Path], *, base:
         "by_kind": [{"kind": kind, "base_bits_per_s": bits, "style_bits_per_s": fits["style"].by_kind.get(kind, 0.0),
                      "bits_change": round(fits["style"].by_kind.get(kind, 0.0) / bits - 1, 4)}
                     for kind, bits in fits["base"].by_kind.items()],
+        "by_context": [{"first": b.first, "last": b.last, "tokens": b.tokens, "base_nll_per_token": b.nll_per_token,
+                        "style_nll_per_token": s.nll_per_token, "base_bits_per_s": b.bits_per_s,
+                        "style_bits_per_s": s.bits_per_s, "bits_change": round(s.bits_per_s / b.bits_per_s - 1, 4)}
+                       for b, s in zip(fits["base"].by_context, fits["style"].by_context)],
         "prompts": len(prompts), "prompt_s": PROMPT_S, "continuation_s": CONTINUATION_S,
         "base_overlap": _round(overlaps["base"]["oa_mean"]), "style_overlap": _round(overlaps["style"]["oa_mean"]),
         "overlap": {name: {k: _round(v) for k, v in o.items()} for name, o in overlaps.items()},

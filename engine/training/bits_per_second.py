@@ -1,7 +1,8 @@
 """Bits per second of music: how well a model predicts a set of MIDI files. The figure that
 compares across models, corpora and tokenizers (NLL per token would reward writing more tokens
 for the same music), after Anticipatory Music Transformer's bits/s. Split by file and by kind of
-token (note lengths, pitches, velocities...), it says where one model predicts better than another."""
+token (note lengths, pitches, velocities...) and by how much of its window the model has read,
+it says where one model predicts better than another."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,10 @@ WINDOW_S = 8.0  # short enough that a dense window fits the model's context whol
 KIND_NAMES = {CONDITION: "conditions", SHIFT: "time shifts", PROGRAM: "players", PITCH: "pitches",
               VELOCITY: "velocities", DURATION: "note lengths"}
 _GROUPS = (*KIND_NAMES.values(), "other")
+# Context bins: a token predicted after reading 1-64 tokens of its window, 65-256, 257 up to the
+# length of the windows the models were trained on, and past it (the model's positions it never
+# saw in training). Does a style's gain hold once the model has heard the player in the window?
+CONTEXT_EDGES = (64, 256, ExampleConfig.seq_len)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,18 @@ class FileFit:
 
 
 @dataclass(frozen=True)
+class ContextFit:
+    """The tokens predicted after reading `first`-`last` tokens of their window: their share of
+    a `MusicFit`'s bits/s (the bins' shares add up to it) and their mean NLL."""
+
+    first: int
+    last: int
+    tokens: int
+    nll_per_token: float  # nats
+    bits_per_s: float
+
+
+@dataclass(frozen=True)
 class MusicFit:
     files: int
     windows: int
@@ -49,6 +66,7 @@ class MusicFit:
     bits_per_s: float
     per_file: tuple[FileFit, ...] = ()  # each file's bits/s: does every one move, or one a lot?
     by_kind: dict[str, float] = field(default_factory=dict)  # bits/s of each kind of token; they sum to bits_per_s
+    by_context: tuple[ContextFit, ...] = ()  # by tokens read before each prediction (CONTEXT_EDGES)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,29 +123,41 @@ def music_fit(model, tokenizer, files: Sequence[Path], *, window_s: float = WIND
     row_tokens = (windows[:, 1:] != tokenizer.pad_id).sum(axis=1)
     group_of = torch.tensor([_GROUPS.index(KIND_NAMES.get(k, _GROUPS[-1])) for k in tokenizer.kinds])
     group_nll = torch.zeros(len(_GROUPS), dtype=torch.float64)
+    edges = [e for e in CONTEXT_EDGES if e < max_len - 1] + [max_len - 1]
+    context_nll = torch.zeros(len(edges), dtype=torch.float64)
+    context_tokens = torch.zeros(len(edges), dtype=torch.float64)
     # Sorted by length, batches waste little on padding.
     order = np.argsort((windows != tokenizer.pad_id).sum(axis=1))
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         batch = windows[rows]
         batch = batch[:, : int((batch != tokenizer.pad_id).sum(axis=1).max())]
-        row_nll[rows], batch_groups = _row_nll(model, torch.from_numpy(batch), tokenizer.pad_id, group_of, len(_GROUPS))
+        row_nll[rows], batch_groups, batch_context = _row_nll(model, torch.from_numpy(batch), tokenizer.pad_id,
+                                                              group_of, len(_GROUPS), edges)
         group_nll += batch_groups
+        context_nll += batch_context[0]
+        context_tokens += batch_context[1]
     model.train(was_training)
     total_nll, total_tokens, total_s = float(row_nll.sum()), int(row_tokens.sum()), float(sum(seconds))
     by_kind = {name: _bits_per_s(nll, total_s) for name, nll in zip(_GROUPS, group_nll.tolist()) if nll > 0}
+    by_context = tuple(ContextFit(first=first, last=last, tokens=int(n), nll_per_token=round(nll / n, 5),
+                                  bits_per_s=_bits_per_s(nll, total_s))
+                       for first, last, nll, n in zip([1, *(e + 1 for e in edges[:-1])], edges,
+                                                      context_nll.tolist(), context_tokens.tolist()) if n > 0)
     per_file = tuple(FileFit(file=str(path), windows=int((owners == i).sum()), tokens=int(row_tokens[owners == i].sum()),
                              music_s=round(seconds[i], 3), bits_per_s=_bits_per_s(float(row_nll[owners == i].sum()), seconds[i]))
                      for i, path in enumerate(files))
     return MusicFit(files=len(files), windows=len(windows), truncated=truncated, tokens=total_tokens,
                     music_s=round(total_s, 1), nll_per_token=round(total_nll / max(1, total_tokens), 5),
-                    bits_per_s=_bits_per_s(total_nll, total_s), per_file=per_file, by_kind=by_kind)
+                    bits_per_s=_bits_per_s(total_nll, total_s), per_file=per_file, by_kind=by_kind,
+                    by_context=by_context)
 
 
-def _row_nll(model, batch: torch.Tensor, pad_id: int, group_of: torch.Tensor,
-             groups: int) -> tuple[np.ndarray, torch.Tensor]:
-    """Each row's summed next-token NLL (nats) over its non-pad targets, and the batch's NLL
-    summed by the targets' group (`group_of`: token id -> one of `groups`)."""
+def _row_nll(model, batch: torch.Tensor, pad_id: int, group_of: torch.Tensor, groups: int,
+             edges: Sequence[int]) -> tuple[np.ndarray, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Each row's summed next-token NLL (nats) over its non-pad targets, the batch's NLL summed
+    by the targets' group (`group_of`: token id -> one of `groups`), and its NLL and targets
+    counted by tokens read before each (the bin whose last is `edges[i]`, the one after the one before)."""
     device = next(model.parameters()).device
     batch = batch.to(device)
     inputs, targets = batch[:, :-1], batch[:, 1:]
@@ -135,7 +165,12 @@ def _row_nll(model, batch: torch.Tensor, pad_id: int, group_of: torch.Tensor,
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
     nll = (nll * (targets != pad_id)).cpu().double()
     by_group = torch.bincount(group_of[targets.cpu()].flatten(), weights=nll.flatten(), minlength=groups)
-    return nll.sum(dim=1).numpy(), by_group
+    read = torch.arange(1, targets.shape[1] + 1)  # tokens read before each target
+    bins = torch.bucketize(read, torch.tensor(list(edges))).expand(targets.shape)
+    scored = (targets != pad_id).cpu().double()
+    by_context = (torch.bincount(bins.flatten(), weights=nll.flatten(), minlength=len(edges)),
+                  torch.bincount(bins.flatten(), weights=scored.flatten(), minlength=len(edges)))
+    return nll.sum(dim=1).numpy(), by_group, by_context
 
 
 def _bits_per_s(nll: float, seconds: float) -> float:

@@ -55,6 +55,20 @@ def test_each_kind_of_tokens_bits_add_up_to_the_whole(tokenizer, tmp_path):
     assert sum(fit.by_kind.values()) == pytest.approx(fit.bits_per_s, abs=0.01 * len(fit.by_kind))
 
 
+def test_the_context_bins_share_out_the_whole(tokenizer, tmp_path):
+    files = [write_scale(tmp_path, "a.mid", notes=15, step_s=0.1), write_scale(tmp_path, "b.mid", notes=9)]
+    fit = music_fit(_model(tokenizer), tokenizer, files, window_s=4.0)
+    bins = fit.by_context
+    # 15 notes in one window write more than 64 tokens: two bins, the second ending at the last position.
+    assert [(b.first, b.last) for b in bins] == [(1, 64), (65, 255)]
+    assert sum(b.tokens for b in bins) == fit.tokens and all(b.tokens > 0 for b in bins)
+    assert sum(b.bits_per_s for b in bins) == pytest.approx(fit.bits_per_s, abs=0.01 * len(bins))
+    assert sum(b.nll_per_token * b.tokens for b in bins) == pytest.approx(fit.nll_per_token * fit.tokens, rel=1e-3)
+    # A shorter model: one bin, up to what it reads before its last position.
+    short = music_fit(_model(tokenizer, max_len=8), tokenizer, files, window_s=4.0)
+    assert [(b.first, b.last, b.tokens) for b in short.by_context] == [(1, 7, short.tokens)]
+
+
 def test_a_model_that_learned_the_music_scores_fewer_bits(tokenizer, tmp_path):
     files = [write_scale(tmp_path, "a.mid", notes=15)]
     model = _model(tokenizer)

@@ -90,6 +90,10 @@ def test_base_and_style_on_held_out_files(tmp_path, base_and_style):
     assert {"pitches", "velocities", "note lengths"} <= set(kinds)
     for name in ("base", "style"):  # each model's kinds share out its whole figure
         assert sum(k[f"{name}_bits_per_s"] for k in kinds.values()) == pytest.approx(result[f"{name}_bits_per_s"], abs=0.1)
+    contexts = result["by_context"]
+    assert contexts and contexts[0]["first"] == 1 and sum(c["tokens"] for c in contexts) == result["fit"]["base"]["tokens"]
+    for name in ("base", "style"):  # so do the bins of tokens read
+        assert sum(c[f"{name}_bits_per_s"] for c in contexts) == pytest.approx(result[f"{name}_bits_per_s"], abs=0.1)
     weightless = evaluate_style(style, 0.0, heldout, base=base)
     assert weightless["style_bits_per_s"] == weightless["base_bits_per_s"]
     for name in ("base", "style"):
@@ -114,6 +118,7 @@ def test_eval_command_prints_the_table_and_names_bad_input(tmp_path, base_and_st
     assert "bits per second of music" in out and "overlap polyphony" in out and "forgetting: not measured" in out
     assert "  a.mid" in out and "  b.mid" in out  # each held-out file's bits/s
     assert "by kind of token" in out and "    note lengths" in out and "    pitches" in out
+    assert "by tokens of the window read" in out and "    1-64" in out
     assert main([*args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["prompts"] == 2
     assert main(["eval", "--style", str(style), "--heldout", str(tmp_path / "missing.mid"), "--base", str(base)]) == 2
