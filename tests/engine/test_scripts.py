@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import REPO
 
@@ -50,3 +51,27 @@ def test_style_fit_refuses_a_folder_without_enough_files(tmp_path):
     assert result.returncode == 2
     assert f"{folder}: 1 MIDI files" in result.stderr and "need at least 3" in result.stderr
     assert not (tmp_path / "fit" / "xdg").exists()
+
+
+def test_style_fit_reads_relative_paths_from_where_it_was_started(tmp_path):
+    """The script runs in the checkout, but `--files takes` and `--out fit` are the caller's."""
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    (folder / "one.mid").write_bytes(b"MThd")
+    name = f"fit-{tmp_path.name}"
+    result = subprocess.run([str(REPO / "scripts" / "style-fit"), "--files", "takes", "--out", name],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert f"{folder}: 1 MIDI files" in result.stderr
+    assert (tmp_path / name).is_dir() and not (REPO / name).exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_device_check_says_when_there_is_no_gpu(tmp_path):
+    """`scripts/device-check` runs the CUDA checks on a lent GPU machine; elsewhere it says why not."""
+    result = subprocess.run([str(REPO / "scripts" / "device-check")], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"),
+                                              "DEVICE_KIT": str(tmp_path / "no-kit")})
+    assert result.returncode == 2
+    assert "torch sees no CUDA device here" in result.stderr
