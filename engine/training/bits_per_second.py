@@ -163,13 +163,13 @@ def _row_nll(model, batch: torch.Tensor, pad_id: int, group_of: torch.Tensor, gr
     inputs, targets = batch[:, :-1], batch[:, 1:]
     logits = model(input_ids=inputs, attention_mask=(inputs != pad_id).long()).logits.float()
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
-    nll = (nll * (targets != pad_id)).cpu().double()
+    scored = (targets != pad_id).cpu().double()
+    nll = nll.cpu().double() * scored
     by_group = torch.bincount(group_of[targets.cpu()].flatten(), weights=nll.flatten(), minlength=groups)
     read = torch.arange(1, targets.shape[1] + 1)  # tokens read before each target
-    bins = torch.bucketize(read, torch.tensor(list(edges))).expand(targets.shape)
-    scored = (targets != pad_id).cpu().double()
-    by_context = (torch.bincount(bins.flatten(), weights=nll.flatten(), minlength=len(edges)),
-                  torch.bincount(bins.flatten(), weights=scored.flatten(), minlength=len(edges)))
+    bins = torch.bucketize(read, torch.tensor(list(edges))).expand(targets.shape).flatten()
+    by_context = (torch.bincount(bins, weights=nll.flatten(), minlength=len(edges)),
+                  torch.bincount(bins, weights=scored.flatten(), minlength=len(edges)))
     return nll.sum(dim=1).numpy(), by_group, by_context
 
 
