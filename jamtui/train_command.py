@@ -47,6 +47,10 @@ def add_parsers(sub) -> None:
     train.add_argument("--replay", type=_SHARE, default=0.25, metavar="SHARE",
                        help="share of each batch replayed from the base, against forgetting: 0 to below 1 "
                             "(default 0.25)")
+    train.add_argument("--max-forgetting", type=arg.number(at_least=0, below=1), default=0.04, metavar="SHARE",
+                       help="the most the style may raise the base's loss on its own validation windows, checked "
+                            "at each evaluation when the base corpus is built: an adapter past it is not kept "
+                            "(0.04 = 4%%, the default; 0 does not check)")
     train.add_argument("--transpose", type=arg.number(at_least=0, at_most=12, whole=True), default=5,
                        metavar="SEMITONES", help="augmentation: transpose up to this far either way, 0 to 12 "
                                                  "(default 5)")
@@ -110,6 +114,7 @@ def cmd_train(args) -> int:
                          max_steps=args.steps or (STEP_CAP if args.minutes else defaults.loop.max_steps),
                          max_minutes=args.minutes, device=device, threads=args.threads),
             replay_share=args.replay,
+            max_forgetting=args.max_forgetting or None,
         )
         run = StyleRun(train_files, val_files, styles_dir() / args.name, config, base=args.model or DEFAULT_MODEL_DIR,
                        corpus=summary, resume=args.resume, force=args.force, merge=args.merge, json_lines=args.json)
@@ -127,6 +132,7 @@ def cmd_train(args) -> int:
     done = {"event": "train-done", "style": args.name, "path": str(result.style_dir), "steps": result.steps,
             "stopped_because": result.stopped_because, "loss_before": fit["loss_before"], "loss_best": fit["loss_best"],
             "base_bits_per_s": fit["base"]["bits_per_s"], "style_bits_per_s": fit["style"]["bits_per_s"],
+            "forgetting": result.card["forgetting"]["best"],
             "minutes": result.card["run"]["minutes"], "replay_rows": result.replay_rows,
             "style_rows": result.style_rows,
             "merged": str(result.merged_dir) if result.merged_dir else None}
@@ -139,9 +145,13 @@ def cmd_train(args) -> int:
     else:
         print(f"jamtui train: style {args.name} in {result.style_dir}: {result.steps} steps "
               f"({result.stopped_because}), "
-              f"validation bits/s {done['base_bits_per_s']} -> {done['style_bits_per_s']}; "
-              f"play it with: jamtui jam --style {args.name}")
+              f"validation bits/s {done['base_bits_per_s']} -> {done['style_bits_per_s']}"
+              f"{_forgetting(done['forgetting'])}; play it with: jamtui jam --style {args.name}")
     return 0
+
+
+def _forgetting(share: float | None) -> str:
+    return "" if share is None else f", forgetting {100 * share:+.1f}% of the base"
 
 
 @contextlib.contextmanager

@@ -178,6 +178,7 @@ class TrainProgress:
         self.tokens_per_s: float | None = None
         self.eta_s: float | None = None
         self.elapsed_s: float | None = None
+        self.forgetting: float | None = None  # at the last evaluation: the base's loss raised by this share
         self.result: dict[str, Any] | None = None  # the train-done line
 
     def read(self, line: dict[str, Any]) -> bool:
@@ -194,7 +195,7 @@ class TrainProgress:
         for series, key in ((self.train_loss, "loss"), (self.val_loss, "val_loss")):
             if _number(line.get(key)):
                 series.append((self.step, float(line[key])))
-        for key in ("tokens_per_s", "eta_s", "elapsed_s"):
+        for key in ("tokens_per_s", "eta_s", "elapsed_s", "forgetting"):
             if _number(line.get(key)):
                 setattr(self, key, float(line[key]))
         return True

@@ -50,6 +50,7 @@ def readme(card: dict[str, Any]) -> str:
               f"{run['minutes']:.1f} min on {run['device']}")
     batch = (f"{loop['batch_size']} x {settings['examples']['seq_len']} tokens, {settings['replay_share']:.0%} "
              f"replayed from {card['replay']['source']}, lr {loop['lr']:g}")
+    forgetting = _forgetting_row(card.get("forgetting") or {})
     merged = "; `merged/` is the base with the style merged in, a standalone checkpoint" if card.get("merged") else ""
     source = (f"the corpus **{corpus['name']}** ({corpus.get('hours')} h of MIDI)" if corpus.get("name")
               else "MIDI files")
@@ -67,8 +68,21 @@ Use it with `jamtui jam --style {card['style']}`.
 | batch | {batch} |
 | validation bits per second of music | base {base['bits_per_s']} -> style **{style['bits_per_s']}**{change_text} |
 | validation NLL (nats/token) | base {base['nll_per_token']} -> style {style['nll_per_token']} |
-
+{forgetting}
 Figures on the corpus's validation files ({fit['music_s']} s of music, {fit['windows']} windows); the base
 with the adapter merged is what plays. Files: `adapter_config.json` and `adapter_model.safetensors`
 (peft, safetensors only){merged}.
 """
+
+
+def _forgetting_row(forgetting: dict[str, Any]) -> str:
+    """The table's forgetting row: how much the style raised the base's loss on its own validation
+    windows, against the limit (empty for a card from before the check)."""
+    if not forgetting:
+        return ""
+    if not forgetting.get("checked"):
+        why = "turned off" if forgetting.get("max") is None else "no base corpus: scripts/build-corpus"
+        return f"| forgetting | not checked ({why}) |\n"
+    limit = f", at most {forgetting['max']:.1%}" if forgetting.get("max") is not None else ""
+    return (f"| forgetting | the base's loss on {forgetting['windows']} of its validation windows "
+            f"{forgetting['best']:+.1%}{limit} |\n")

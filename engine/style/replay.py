@@ -74,10 +74,11 @@ def style_windows(files: Sequence[Path], tokenizer: JamTokenizer, ecfg: ExampleC
 
 def replay_rows(base: Path, base_corpus: Path, run_dir: Path, tokenizer: JamTokenizer, *, seq_len: int,
                 samples: int, seed: int, group: ProcessGroup, device: torch.device,
-                json_lines: bool) -> tuple[np.ndarray, str]:
-    """(rows, where they came from) replayed against forgetting: the base's pre-training windows
-    when its corpus is built, else `samples` pieces the base model writes from its own conditions
-    (made once by rank 0, cached in `run_dir`). Every process of `group` must call it."""
+                json_lines: bool) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(rows, validation rows, where they came from) replayed against forgetting: the base's
+    pre-training windows (and its validation windows, which measure forgetting) when its corpus is
+    built, else `samples` pieces the base model writes from its own conditions (made once by rank 0,
+    cached in `run_dir`; no validation rows). Every process of `group` must call it."""
     if (base_corpus / "manifest.json").is_file():
         ecfg = ExampleConfig(seq_len=seq_len, seed=seed)
         for turn in ("first", "rest"):  # rank 0 builds the cache, then the others read it
@@ -85,7 +86,7 @@ def replay_rows(base: Path, base_corpus: Path, run_dir: Path, tokenizer: JamToke
                 arrays = load_examples(base_corpus, base_corpus.parent / "pretrain", tokenizer, ecfg,
                                        json_lines=json_lines, jobs=2)
             group.barrier()
-        return arrays[0], f"the base corpus ({base_corpus})"
+        return arrays[0], arrays[1], f"the base corpus ({base_corpus})"
     path = run_dir / f"replay-{tokenizer.fingerprint}-{base_fingerprint(base)}-n{samples}-L{seq_len}-s{seed}.npy"
     if group.main and not path.is_file():
         rows = base_samples(base, tokenizer, samples, seq_len, seed, device)
@@ -93,7 +94,7 @@ def replay_rows(base: Path, base_corpus: Path, run_dir: Path, tokenizer: JamToke
         np.save(tmp, rows, allow_pickle=False)
         os.replace(tmp, path)
     group.barrier()
-    return np.load(path, allow_pickle=False), "pieces the base model wrote"
+    return np.load(path, allow_pickle=False), None, "pieces the base model wrote"
 
 
 def base_samples(base: Path, tokenizer: JamTokenizer, n: int, seq_len: int, seed: int,

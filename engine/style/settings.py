@@ -38,6 +38,17 @@ class StyleConfig:
     replay_share: float = 0.25  # of each batch's rows, from the base corpus or the base model's own samples
     replay_samples: int = 64  # pieces the base model writes when its corpus is not built
     genre: str = "unknown"  # the genre condition of the validation windows (and of training's, without any_genre)
+    # Forgetting, checked at each evaluation when the base corpus is built: the base's loss on
+    # `forgetting_windows` of its validation windows, with the adapter against without. An adapter
+    # whose loss there is more than `max_forgetting` (a share) above the base's cannot become the
+    # style, and a run that stays past it for `patience` evaluations ends. None: not checked.
+    # 4% leaves room under the goal's 5% for the difference between these 12 s windows and the 8 s
+    # ones over the whole validation split that `jamtui eval` reads (on three styles it read 0.0 to
+    # 0.6 points more; more windows here did not close it: 64, 128 and all 645 agreed within 0.2).
+    # A style far from the base corpus, a pianist of 1920s dance-band arrangements, forgot 5.2%
+    # unchecked (README).
+    max_forgetting: float | None = 0.04
+    forgetting_windows: int = 64
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.replay_share < 1.0:
@@ -48,6 +59,10 @@ class StyleConfig:
             raise TrainError(f"minutes must be positive, got {self.loop.max_minutes}")
         if self.replay_samples <= 0:
             raise TrainError(f"replay samples must be positive, got {self.replay_samples}")
+        if self.max_forgetting is not None and self.max_forgetting <= 0:
+            raise TrainError(f"max forgetting must be above 0 (or None: not checked), got {self.max_forgetting}")
+        if self.forgetting_windows <= 0:
+            raise TrainError(f"forgetting windows must be positive, got {self.forgetting_windows}")
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same run (a checkpoint resumes only into its own): everything but

@@ -144,12 +144,23 @@ class StyleRun:
         val_x, _ = style_windows(self.val_files, tokenizer, cfg.examples, cfg.genre, train=False)
         if cfg.loop.eval_batches:
             val_x = evenly_spaced(val_x, cfg.loop.eval_batches * cfg.loop.batch_size)
-        replay_x, replay_source = None, "nothing"
-        if cfg.replay_share > 0:
-            replay_x, replay_source = replay_rows(self.base, self.base_corpus, self.run_dir, tokenizer,
-                                                  seq_len=cfg.examples.seq_len, samples=cfg.replay_samples,
-                                                  seed=cfg.loop.seed, group=group, device=device,
-                                                  json_lines=self.json_lines)
+        replay_x, base_val_x, replay_source = None, None, "nothing"
+        checks_forgetting = cfg.max_forgetting is not None and (self.base_corpus / "manifest.json").is_file()
+        if cfg.replay_share > 0 or checks_forgetting:
+            rows, base_val_x, source = replay_rows(self.base, self.base_corpus, self.run_dir, tokenizer,
+                                                   seq_len=cfg.examples.seq_len, samples=cfg.replay_samples,
+                                                   seed=cfg.loop.seed, group=group, device=device,
+                                                   json_lines=self.json_lines)
+            if cfg.replay_share > 0:
+                replay_x, replay_source = rows, source
+        if not checks_forgetting or base_val_x is None or not len(base_val_x):
+            if cfg.max_forgetting is not None:
+                why = "no validation windows in" if checks_forgetting else "no base corpus built in"
+                log.info("style %s: forgetting not checked (%s %s: scripts/build-corpus)", self.out_dir.name, why,
+                         self.base_corpus)
+            base_val_x = None
+        else:
+            base_val_x = evenly_spaced(base_val_x, cfg.forgetting_windows)
         batches = Batches(train_x, replay_x, cfg.loop.batch_size, cfg.replay_share, cfg.loop.seed)
         log.info("style %s: %d training windows, %d validation windows, %d of %d rows per batch replayed from %s",
                  self.out_dir.name, len(train_x), len(val_x), batches.replay_rows, cfg.loop.batch_size, replay_source)
@@ -170,7 +181,8 @@ class StyleRun:
         if group.world > 1:
             trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                               broadcast_buffers=False)
-        self._loop(model, trained, optimizer, params, state, rows, batches, val_x, tokenizer.pad_id, identity)
+        self._loop(model, trained, optimizer, params, state, rows, batches, val_x, base_val_x, tokenizer.pad_id,
+                   identity)
         card = self._finish(tokenizer, state, rows, replay_source, device) if group.main else {}
         group.barrier()
         return StyleResult(self.out_dir, card, state.step, state.stopped_because or "", rows["style"],
@@ -204,18 +216,23 @@ class StyleRun:
             shutil.rmtree(self.run_dir / BEST_DIR, ignore_errors=True)
 
     def _loop(self, model, trained, optimizer, params, state: LoopState, rows: dict[str, int], batches: Batches,
-              val_x: np.ndarray, pad_id: int, identity: dict[str, Any]) -> None:
-        loop, group = self.config.loop, self._group
-        if state.stopped_because == "early stop" or state.step >= loop.max_steps:
+              val_x: np.ndarray, base_val_x: np.ndarray | None, pad_id: int, identity: dict[str, Any]) -> None:
+        """Trains until the steps, the minutes, the early stop or `stop()` end it. `base_val_x`: the
+        base corpus's validation windows that check forgetting at each evaluation (None: unchecked)."""
+        loop, group, budget = self.config.loop, self._group, self.config.max_forgetting
+        if state.stopped_because in ("early stop", "forgetting limit") or state.step >= loop.max_steps:
             log.info("style %s finished training at step %d (%s)", self.out_dir.name, state.step, state.stopped_because)
             return
         if state.step == 0:  # the base itself (the adapters start at zero): the mark to beat
             state.best_val_loss = self._validate(model, val_x, pad_id)
             state.history.append({"step": 0, "val_loss": state.best_val_loss})
+            if base_val_x is not None:
+                state.base_val_loss, state.best_forgetting = self._validate(model, base_val_x, pad_id), 0.0
+                state.history[-1].update(base_val_loss=state.base_val_loss, forgetting=0.0)
             if group.main:
                 save_adapter(model, self.run_dir / BEST_DIR, self.base)
-            self._report({"step": 0, "loss": None, "val_loss": state.best_val_loss, "tokens_per_s": None,
-                          "eta_s": None}, None)
+            self._report({"step": 0, "loss": None, "val_loss": state.best_val_loss, "forgetting": state.best_forgetting,
+                          "tokens_per_s": None, "eta_s": None}, None)
         state.stopped_because = None
         run = {"device": device_name(str(group.device)), "processes": group.world, "from_step": state.step,
                "to_step": state.step, "seconds": 0.0}
@@ -268,15 +285,27 @@ class StyleRun:
                 val = None
                 if stopping or state.step % loop.eval_every == 0 or state.step == loop.max_steps:
                     val = self._validate(model, val_x, pad_id)
-                    if val < state.best_val_loss - 1e-4:
+                    checked, over = {}, False
+                    if base_val_x is not None and state.base_val_loss:
+                        forgetting = self._validate(model, base_val_x, pad_id) / state.base_val_loss - 1
+                        checked = {"forgetting": round(forgetting, 5)}
+                        over = budget is not None and forgetting > budget
+                    state.evals_over_budget = state.evals_over_budget + 1 if over else 0
+                    if val < state.best_val_loss - 1e-4 and not state.evals_over_budget:
                         state.best_val_loss, state.best_step, state.evals_since_best = val, state.step, 0
+                        state.best_forgetting = checked.get("forgetting")
                         if group.main:
                             save_adapter(model, self.run_dir / BEST_DIR, self.base)
                     else:
                         state.evals_since_best += 1
-                    state.history.append({"step": state.step, "train_loss": train_loss, "val_loss": val})
+                    state.history.append({"step": state.step, "train_loss": train_loss, "val_loss": val, **checked})
                     if schedule.early_stop(state, trained_s()):
                         state.stopped_because = "early stop"
+                    elif state.evals_over_budget >= loop.patience:
+                        log.info("style %s: forgetting %.1f%% of the base, over the %.1f%% allowed, for %d "
+                                 "evaluations; the best adapter within it (step %d) is the style", self.out_dir.name,
+                                 100 * checked["forgetting"], 100 * budget, state.evals_over_budget, state.best_step)
+                        state.stopped_because = "forgetting limit"
                     elif stopping:
                         state.stopped_because = "time limit" if out_of_time else "stopped"
                     elif state.step >= loop.max_steps:
@@ -291,6 +320,7 @@ class StyleRun:
                     eta_s = min(eta_s, max(0.0, loop.max_minutes * 60 - elapsed_s))
                 self._report({"step": state.step, "loss": round(train_loss, 5),
                               "val_loss": None if val is None else round(val, 5),
+                              "forgetting": (state.history[-1].get("forgetting") if val is not None else None),
                               "tokens_per_s": round(run_tokens / elapsed_s, 1), "eta_s": round(eta_s, 1),
                               "lr": lr_now()}, progress)
                 if state.stopped_because:
@@ -363,6 +393,9 @@ class StyleRun:
                     "tokens_seen": state.tokens_seen, "history": state.history},
             "replay": {"share": cfg.replay_share, "source": replay_source, "rows": rows["replay"],
                        "style_rows": rows["style"]},
+            "forgetting": {"max": cfg.max_forgetting, "checked": state.base_val_loss is not None,
+                           "windows": cfg.forgetting_windows if state.base_val_loss is not None else 0,
+                           "base_val_loss": state.base_val_loss, "best": state.best_forgetting},
             "validation": {"files": len(self.val_files), "windows": fits["base"].windows,
                            "music_s": fits["base"].music_s,
                            "loss_before": state.history[0]["val_loss"] if state.history else None,

@@ -59,6 +59,11 @@ class LoopState:
     # the learning rate's cosine had gone then (0-1); None before.
     cooldown_step: int | None = None
     cooldown_progress: float = 0.0
+    # A style run's forgetting check: the base's loss on its own validation windows before training,
+    # the forgetting (a share above it) of the best adapter, and evaluations in a row over the budget.
+    base_val_loss: float | None = None
+    best_forgetting: float | None = None
+    evals_over_budget: int = 0
 
 
 def device_name(device: str) -> str:

@@ -351,7 +351,9 @@ class TrainingScreen(ModalScreen[str | None]):
         steps = f"step {p.step}" + (f"/{p.total}" if p.total else "")
         rate = f"{p.tokens_per_s:,.0f} tokens/s" if p.tokens_per_s is not None else "- tokens/s"
         eta = f"ETA {_clock(p.eta_s)}" if p.eta_s is not None and p.result is None else ""
-        self.query_one("#train-figures", Static).update(Text("  ".join(x for x in (done, steps, rate, eta) if x)))
+        forgetting = f"forgetting {p.forgetting:+.1%}" if p.forgetting is not None else ""
+        self.query_one("#train-figures", Static).update(
+            Text("  ".join(x for x in (done, steps, rate, eta, forgetting) if x)))
         self.query_one(LossPlot).show(p.train_loss, p.val_loss)
 
     def _buttons(self, *, running: bool) -> None:

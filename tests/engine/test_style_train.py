@@ -255,6 +255,7 @@ def test_the_train_command(tmp_path, riffs, base, monkeypatch, capsys):
     assert [line["step"] for line in lines if line.get("event") == "train"] == [0, 1, 2, 3]
     done = lines[-1]
     assert done["event"] == "train-done" and done["steps"] == 3 and done["path"] == str(styles_dir() / "riffs")
+    assert done["forgetting"] is None  # no base corpus to check it on
     assert (styles_dir() / "riffs" / "adapter_model.safetensors").is_file()
     card = json.loads((styles_dir() / "riffs" / "card.json").read_text())
     assert card["corpus"]["name"] == "mine" and card["corpus"]["hours"] > 0

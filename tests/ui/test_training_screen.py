@@ -195,6 +195,12 @@ def test_progress_reads_the_train_lines_and_the_end():
                           "tokens_per_s": 900.0, "eta_s": 12.0, "elapsed_s": 4.0})
     assert (progress.step, progress.total, progress.fraction) == (5, 20, 0.25)
     assert progress.train_loss == [(5, 5.5)] and progress.val_loss == [(0, 6.0)]
+    assert progress.forgetting is None
+    progress.read({"event": "train", "step": 10, "loss": 5.0, "val_loss": 5.2, "forgetting": 0.013,
+                   "tokens_per_s": 900.0, "eta_s": 6.0})
+    progress.read({"event": "train", "step": 11, "loss": 5.0, "val_loss": None, "forgetting": None,
+                   "tokens_per_s": 900.0, "eta_s": 5.0})
+    assert progress.forgetting == 0.013  # the last evaluation's, kept between evaluations
     progress.read({"event": "train-done", "style": "x", "path": "/x", "steps": 5})
     assert progress.fraction == 1.0
 
