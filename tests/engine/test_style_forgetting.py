@@ -9,19 +9,13 @@ from pathlib import Path
 
 import mido
 import pytest
-import torch
 
 from engine.style.lora import TrainError
 from engine.style.settings import StyleConfig
 from tests.engine.style_helpers import start, tiny_base, tiny_config, write_riffs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/engine/conftest.py
 
 
 def write_chords(path: Path, root: int, seconds: float = 24.0) -> Path:

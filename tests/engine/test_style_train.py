@@ -27,12 +27,7 @@ from tests.engine.style_helpers import (
 STEP_KEYS = {"step", "loss", "val_loss", "tokens_per_s", "eta_s"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/engine/conftest.py
 
 
 @pytest.fixture(scope="module")
