@@ -31,6 +31,8 @@ from engine.model.adapters import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
 from engine.model.checkpoint import load_hf_checkpoint, read_meta, save_checkpoint
 from engine.model.config import DEFAULT_MODEL_DIR
 from engine.style.card import CARD_FILE, base_fingerprint, write_card
+from engine.style.forgetting import STOPPED as FORGETTING_LIMIT
+from engine.style.forgetting import ForgettingCheck
 from engine.training.distributed import DistributedError, ProcessGroup
 from engine.style.lora import (Method, TrainError, add_lora, base_model, load_adapter_weights,
                                save_adapter, trainable_parameters)
@@ -153,14 +155,8 @@ class StyleRun:
                                                    json_lines=self.json_lines)
             if cfg.replay_share > 0:
                 replay_x, replay_source = rows, source
-        if not checks_forgetting or base_val_x is None or not len(base_val_x):
-            if cfg.max_forgetting is not None:
-                why = "no validation windows in" if checks_forgetting else "no base corpus built in"
-                log.info("style %s: forgetting not checked (%s %s: scripts/build-corpus)", self.out_dir.name, why,
-                         self.base_corpus)
-            base_val_x = None
-        else:
-            base_val_x = evenly_spaced(base_val_x, cfg.forgetting_windows)
+        check = ForgettingCheck.of(base_val_x if checks_forgetting else None, cfg.max_forgetting,
+                                   cfg.forgetting_windows, name=self.out_dir.name, base_corpus=self.base_corpus)
         batches = Batches(train_x, replay_x, cfg.loop.batch_size, cfg.replay_share, cfg.loop.seed)
         log.info("style %s: %d training windows, %d validation windows, %d of %d rows per batch replayed from %s",
                  self.out_dir.name, len(train_x), len(val_x), batches.replay_rows, cfg.loop.batch_size, replay_source)
@@ -181,9 +177,8 @@ class StyleRun:
         if group.world > 1:
             trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                               broadcast_buffers=False)
-        self._loop(model, trained, optimizer, params, state, rows, batches, val_x, base_val_x, tokenizer.pad_id,
-                   identity)
-        card = self._finish(tokenizer, state, rows, replay_source, device) if group.main else {}
+        self._loop(model, trained, optimizer, params, state, rows, batches, val_x, check, tokenizer.pad_id, identity)
+        card = self._finish(tokenizer, state, rows, replay_source, check, device) if group.main else {}
         group.barrier()
         return StyleResult(self.out_dir, card, state.step, state.stopped_because or "", rows["style"],
                            rows["replay"], group.rank)
@@ -216,19 +211,17 @@ class StyleRun:
             shutil.rmtree(self.run_dir / BEST_DIR, ignore_errors=True)
 
     def _loop(self, model, trained, optimizer, params, state: LoopState, rows: dict[str, int], batches: Batches,
-              val_x: np.ndarray, base_val_x: np.ndarray | None, pad_id: int, identity: dict[str, Any]) -> None:
-        """Trains until the steps, the minutes, the early stop or `stop()` end it. `base_val_x`: the
-        base corpus's validation windows that check forgetting at each evaluation (None: unchecked)."""
-        loop, group, budget = self.config.loop, self._group, self.config.max_forgetting
-        if state.stopped_because in ("early stop", "forgetting limit") or state.step >= loop.max_steps:
+              val_x: np.ndarray, check: ForgettingCheck, pad_id: int, identity: dict[str, Any]) -> None:
+        """Trains until the steps, the minutes, the early stop, the forgetting `check` or `stop()` end it."""
+        loop, group = self.config.loop, self._group
+        if state.stopped_because in ("early stop", FORGETTING_LIMIT) or state.step >= loop.max_steps:
             log.info("style %s finished training at step %d (%s)", self.out_dir.name, state.step, state.stopped_because)
             return
         if state.step == 0:  # the base itself (the adapters start at zero): the mark to beat
             state.best_val_loss = self._validate(model, val_x, pad_id)
             state.history.append({"step": 0, "val_loss": state.best_val_loss})
-            if base_val_x is not None:
-                state.base_val_loss, state.best_forgetting = self._validate(model, base_val_x, pad_id), 0.0
-                state.history[-1].update(base_val_loss=state.base_val_loss, forgetting=0.0)
+            if check.active:
+                state.history[-1].update(check.begin(state, self._validate(model, check.windows, pad_id)))
             if group.main:
                 save_adapter(model, self.run_dir / BEST_DIR, self.base)
             self._report({"step": 0, "loss": None, "val_loss": state.best_val_loss, "forgetting": state.best_forgetting,
@@ -285,12 +278,7 @@ class StyleRun:
                 val = None
                 if stopping or state.step % loop.eval_every == 0 or state.step == loop.max_steps:
                     val = self._validate(model, val_x, pad_id)
-                    checked, over = {}, False
-                    if base_val_x is not None and state.base_val_loss:
-                        forgetting = self._validate(model, base_val_x, pad_id) / state.base_val_loss - 1
-                        checked = {"forgetting": round(forgetting, 5)}
-                        over = budget is not None and forgetting > budget
-                    state.evals_over_budget = state.evals_over_budget + 1 if over else 0
+                    checked = check.judge(state, self._validate(model, check.windows, pad_id) if check.active else None)
                     if val < state.best_val_loss - 1e-4 and not state.evals_over_budget:
                         state.best_val_loss, state.best_step, state.evals_since_best = val, state.step, 0
                         state.best_forgetting = checked.get("forgetting")
@@ -301,11 +289,8 @@ class StyleRun:
                     state.history.append({"step": state.step, "train_loss": train_loss, "val_loss": val, **checked})
                     if schedule.early_stop(state, trained_s()):
                         state.stopped_because = "early stop"
-                    elif state.evals_over_budget >= loop.patience:
-                        log.info("style %s: forgetting %.1f%% of the base, over the %.1f%% allowed, for %d "
-                                 "evaluations; the best adapter within it (step %d) is the style", self.out_dir.name,
-                                 100 * checked["forgetting"], 100 * budget, state.evals_over_budget, state.best_step)
-                        state.stopped_because = "forgetting limit"
+                    elif check.ends(state, loop.patience, self.out_dir.name):
+                        state.stopped_because = FORGETTING_LIMIT
                     elif stopping:
                         state.stopped_because = "time limit" if out_of_time else "stopped"
                     elif state.step >= loop.max_steps:
@@ -361,7 +346,7 @@ class StyleRun:
                             {"identity": identity, "loop": asdict(state), "rows": rows})
 
     def _finish(self, tokenizer: JamTokenizer, state: LoopState, rows: dict[str, int], replay_source: str,
-                device: torch.device) -> dict[str, Any]:
+                check: ForgettingCheck, device: torch.device) -> dict[str, Any]:
         """The best adapter becomes the style; measured against the base on the validation files."""
         cfg, out = self.config, self.out_dir
         for name in (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE):
@@ -393,9 +378,7 @@ class StyleRun:
                     "tokens_seen": state.tokens_seen, "history": state.history},
             "replay": {"share": cfg.replay_share, "source": replay_source, "rows": rows["replay"],
                        "style_rows": rows["style"]},
-            "forgetting": {"max": cfg.max_forgetting, "checked": state.base_val_loss is not None,
-                           "windows": cfg.forgetting_windows if state.base_val_loss is not None else 0,
-                           "base_val_loss": state.base_val_loss, "best": state.best_forgetting},
+            "forgetting": check.card(state),
             "validation": {"files": len(self.val_files), "windows": fits["base"].windows,
                            "music_s": fits["base"].music_s,
                            "loss_before": state.history[0]["val_loss"] if state.history else None,

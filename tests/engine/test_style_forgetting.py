@@ -112,3 +112,20 @@ def test_without_a_base_corpus_forgetting_is_not_checked(tmp_path, world):
 def test_bad_settings_are_one_line(field, value, message):
     with pytest.raises(TrainError, match=message):
         StyleConfig(**{field: value})
+
+
+def test_the_count_over_the_limit_starts_again_within_it_or_unchecked():
+    import numpy as np
+
+    from engine.style.forgetting import ForgettingCheck
+    from engine.training.loop import LoopState
+
+    check, state = ForgettingCheck(np.zeros((2, 3), dtype=np.uint16), 0.04), LoopState()
+    assert check.begin(state, 2.0) == {"base_val_loss": 2.0, "forgetting": 0.0}
+    assert check.judge(state, 2.1) == {"forgetting": 0.05} and state.evals_over_budget == 1
+    check.judge(state, 2.2)
+    assert state.evals_over_budget == 2 and check.ends(state, 2, "s") and not check.ends(state, 3, "s")
+    assert check.judge(state, 2.06) == {"forgetting": 0.03} and state.evals_over_budget == 0
+    check.judge(state, 2.2)
+    assert check.judge(state, None) == {} and state.evals_over_budget == 0  # a resumed run without its corpus
+    assert check.card(state) == {"max": 0.04, "checked": True, "windows": 2, "base_val_loss": 2.0, "best": 0.0}
